@@ -1,0 +1,13 @@
+"""Custom layers, one registered class per operation; `keras.ops` only."""
+
+from modeling.layers.attention_broadcast import AttentionBroadcast
+from modeling.layers.attention_pooling import AttentionWeightedPooling
+from modeling.layers.gated_sum import GatedSum
+from modeling.layers.locally_connected import LocallyConnected2D
+
+__all__ = [
+    "AttentionBroadcast",
+    "AttentionWeightedPooling",
+    "GatedSum",
+    "LocallyConnected2D",
+]

@@ -1,0 +1,44 @@
+"""The original's optimizer factory, mapped onto Keras 3."""
+
+import keras
+
+
+def optimizer(lr, beta_1, beta_2, epsilon, decay):
+    """Adam with per-variable gradient clipping at norm 1.0, as the original built it.
+
+    Keras 2's legacy Adam scaled the learning rate by ``1 / (1 + decay * t)``
+    (``t`` = update count). Keras 3 ignores ``decay`` with only a warning, so a
+    non-zero ``decay`` becomes the identical
+    ``InverseTimeDecay(lr, decay_steps=1, decay_rate=decay)`` schedule.
+
+    Args:
+        lr: learning rate.
+        beta_1, beta_2, epsilon: Adam's moment decay rates and epsilon.
+        decay: legacy inverse-time decay per update; 0 disables it.
+
+    Returns:
+        A `keras.optimizers.Adam` with ``clipnorm=1.0``.
+
+    Example:
+
+    >>> opt = optimizer(1e-4, 0.9, 0.999, 1e-7, 0.0)
+    >>> opt.clipnorm
+    1.0
+    """
+    if not lr > 0:
+        raise ValueError(f"`lr` must be positive; got {lr!r}.")
+    if decay < 0:
+        raise ValueError(f"`decay` must be >= 0; got {decay!r}.")
+    learning_rate = lr
+    if decay:
+        learning_rate = keras.optimizers.schedules.InverseTimeDecay(
+            initial_learning_rate=lr, decay_steps=1, decay_rate=decay
+        )
+    return keras.optimizers.Adam(
+        learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, clipnorm=1.0
+    )
+
+
+def default_optimizer():
+    """The optimizer every original script used: ``optimizer(1e-4, 0.9, 0.999, 1e-7, 0)``."""
+    return optimizer(1e-4, 0.9, 0.999, 1e-7, 0.0)
