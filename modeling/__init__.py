@@ -23,7 +23,7 @@ from modeling.boneage import (
     boneage_mean_std,
     sex_model,
 )
-from modeling.losses import LOSS_NAMES, SmoothL1, Wing, get_loss_function
+from modeling.losses import LOSS_NAMES, Huber, SmoothL1, Wing, get_loss_function
 from modeling.metrics import MAEMonths, mae_months
 from modeling.optimizers import optimizer
 from modeling.plotting import plot_history
@@ -33,6 +33,7 @@ __all__ = [
     "BACKBONE_MAP",
     "LOSS_NAMES",
     "MIN_INPUT_SIZE",
+    "Huber",
     "MAEMonths",
     "SmoothL1",
     "Wing",

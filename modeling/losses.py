@@ -7,6 +7,41 @@ from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="medfusion")
+class Huber(keras.losses.Loss):
+    """Huber loss: quadratic for small errors, linear for large ones.
+
+    With ``d = |y_true - y_pred|``: ``0.5 * d**2`` where ``d <= delta``, else
+    ``delta * d - 0.5 * delta**2``; averaged over the last axis. Same values as
+    `keras.losses.Huber`, whose ``get_config`` (Keras 3.15) omits ``delta``, so
+    a saved model would reload with ``delta=1``; this one keeps it.
+
+    Args:
+        delta: where the loss turns from quadratic to linear.
+        reduction, name, dtype: as for every `keras.losses.Loss`.
+
+    Example:
+
+    >>> float(Huber(delta=1.0)([[0.0, 0.0]], [[0.5, 3.0]]))
+    1.3125
+    """
+
+    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="huber", dtype=None):
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        if not delta > 0:
+            raise ValueError(f"`delta` must be positive; got {delta!r}.")
+        self.delta = float(delta)
+
+    def call(self, y_true, y_pred):
+        diff = _absolute_error(y_true, y_pred)
+        quadratic = 0.5 * ops.square(diff)
+        linear = self.delta * diff - 0.5 * self.delta**2
+        return ops.mean(ops.where(diff <= self.delta, quadratic, linear), axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "delta": self.delta}
+
+
+@keras.saving.register_keras_serializable(package="medfusion")
 class SmoothL1(keras.losses.Loss):
     """Smooth L1 loss with the Fast R-CNN ``sigma`` parameter.
 
@@ -30,7 +65,7 @@ class SmoothL1(keras.losses.Loss):
         self.sigma = float(sigma)
 
     def call(self, y_true, y_pred):
-        diff = ops.abs(ops.convert_to_tensor(y_true, y_pred.dtype) - y_pred)
+        diff = _absolute_error(y_true, y_pred)
         sigma_sq = self.sigma**2
         quadratic = 0.5 * sigma_sq * ops.square(diff)
         linear = diff - 0.5 / sigma_sq
@@ -67,13 +102,18 @@ class Wing(keras.losses.Loss):
         self.curvature = float(curvature)
 
     def call(self, y_true, y_pred):
-        diff = ops.abs(ops.convert_to_tensor(y_true, y_pred.dtype) - y_pred)
+        diff = _absolute_error(y_true, y_pred)
         offset = self.width - self.width * math.log1p(self.width / self.curvature)
         logarithmic = self.width * ops.log1p(diff / self.curvature)
         return ops.mean(ops.where(diff < self.width, logarithmic, diff - offset), axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "width": self.width, "curvature": self.curvature}
+
+
+def _absolute_error(y_true, y_pred):
+    y_pred = ops.convert_to_tensor(y_pred)
+    return ops.abs(ops.cast(ops.convert_to_tensor(y_true), y_pred.dtype) - y_pred)
 
 
 LOSS_NAMES = ("mae", "mse", "huber", "smooth_l1", "wing")
@@ -109,7 +149,7 @@ def get_loss_function(loss_type, **params):
     if loss_type == "mse":
         return keras.losses.MeanSquaredError()
     if loss_type == "huber":
-        return keras.losses.Huber(delta=params.get("huber_delta", 1.0))
+        return Huber(delta=params.get("huber_delta", 1.0))
     if loss_type == "smooth_l1":
         return SmoothL1(sigma=params.get("smooth_l1_sigma", 1.0))
     if loss_type == "wing":

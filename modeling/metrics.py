@@ -20,7 +20,8 @@ def mae_months(y_true, y_pred, boneage_mean=0.0, boneage_std=1.0):
 
     Example:
 
-    >>> mae_months([[1.0]], [[0.5]], boneage_mean=120.0, boneage_std=40.0).tolist()
+    >>> import keras
+    >>> keras.ops.convert_to_numpy(mae_months([[1.0]], [[0.5]], 120.0, 40.0)).tolist()
     [20.0]
     """
     y_pred = ops.convert_to_tensor(y_pred)

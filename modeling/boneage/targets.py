@@ -19,7 +19,7 @@ def boneage_mean_std(df_train, df_val, column="boneage"):
 
     >>> import pandas as pd
     >>> boneage_mean_std(pd.DataFrame({"boneage": [10, 20]}), pd.DataFrame({"boneage": [30, 50]}))
-    (27.5, 10.6066017177982)
+    (27.5, 10.606601717798213)
     """
     for label, frame in (("df_train", df_train), ("df_val", df_val)):
         if column not in frame.columns:

@@ -22,7 +22,7 @@ class AttentionBroadcast(keras.layers.Layer):
     Example:
 
     >>> import numpy as np
-    >>> AttentionBroadcast(3)(np.ones((1, 2, 2, 1), "float32")).shape
+    >>> tuple(AttentionBroadcast(3)(np.ones((1, 2, 2, 1), "float32")).shape)
     (1, 2, 2, 3)
     """
 

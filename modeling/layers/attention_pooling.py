@@ -24,10 +24,10 @@ class AttentionWeightedPooling(keras.layers.Layer):
 
     Example:
 
-    >>> import numpy as np
+    >>> import keras, numpy as np
     >>> features = np.arange(8, dtype="float32").reshape(1, 2, 2, 2)
     >>> attention = np.array([1, 0, 0, 1], "float32").reshape(1, 2, 2, 1)
-    >>> AttentionWeightedPooling()([features, attention]).tolist()
+    >>> keras.ops.convert_to_numpy(AttentionWeightedPooling()([features, attention])).tolist()
     [[3.0, 4.0]]
     """
 

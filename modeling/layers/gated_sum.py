@@ -14,10 +14,10 @@ class GatedSum(keras.layers.Layer):
 
     Example:
 
-    >>> import numpy as np
+    >>> import keras, numpy as np
     >>> gate = np.array([[0.25, 1.0]], "float32")
     >>> first, second = np.ones((1, 2), "float32"), np.zeros((1, 2), "float32")
-    >>> GatedSum()([gate, first, second]).tolist()
+    >>> keras.ops.convert_to_numpy(GatedSum()([gate, first, second])).tolist()
     [[0.25, 1.0]]
     """
 

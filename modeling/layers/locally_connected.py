@@ -36,7 +36,7 @@ class LocallyConnected2D(keras.layers.Layer):
 
     >>> import numpy as np
     >>> layer = LocallyConnected2D(1, 1, activation="tanh")
-    >>> layer(np.zeros((2, 4, 4, 16), "float32")).shape
+    >>> tuple(layer(np.zeros((2, 4, 4, 16), "float32")).shape)
     (2, 4, 4, 1)
     >>> [tuple(w.shape) for w in layer.weights]
     [(16, 16, 1), (4, 4, 1)]

@@ -1,0 +1,72 @@
+"""Reusable checks for layers and models (in the spirit of keras-hub's TestCase)."""
+
+import json
+
+import keras
+import numpy as np
+
+
+def run_serialization_test(instance):
+    """`get_config` -> `from_config` gives an equal config; Keras (de)serialisation round-trips."""
+    config = instance.get_config()
+    json.dumps(config)  # plain JSON types only
+    revived = instance.__class__.from_config(config)
+    assert revived.get_config() == config
+    serialized = keras.saving.serialize_keras_object(instance)
+    assert "medfusion" in serialized["registered_name"] or serialized["module"].startswith("keras")
+    deserialized = keras.saving.deserialize_keras_object(serialized)
+    assert type(deserialized) is type(instance)
+    assert deserialized.get_config() == config
+    return revived
+
+
+def run_model_saving_test(model, inputs, tmp_path):
+    """Save to `.keras`, reload with `safe_mode=True`; predictions must be identical."""
+    path = tmp_path / f"{model.name}.keras"
+    expected = model.predict(inputs, verbose=0)
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(reloaded.predict(inputs, verbose=0), expected)
+    assert [w.shape for w in reloaded.weights] == [w.shape for w in model.weights]
+    return reloaded
+
+
+def assert_one_training_step_learns(model, inputs, targets, unchanged=()):
+    """One `train_on_batch` changes every trainable weight and leaves frozen ones alone.
+
+    Args:
+        unchanged: path prefixes of trainable weights that get no gradient by design.
+    """
+    trainable_before = [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
+    frozen_before = [keras.ops.convert_to_numpy(w).copy() for w in model.non_trainable_weights]
+    logs = model.train_on_batch(inputs, targets, return_dict=True)
+    assert np.isfinite(logs["loss"])
+    changed = [
+        not np.array_equal(before, keras.ops.convert_to_numpy(w))
+        for before, w in zip(trainable_before, model.trainable_weights)
+    ]
+    for weight, did_change in zip(model.trainable_weights, changed):
+        expected = not weight.path.startswith(tuple(unchanged))
+        assert did_change == expected, f"{weight.path}: changed={did_change}, expected {expected}"
+    for before, w in zip(frozen_before, model.non_trainable_weights):
+        if w.path.startswith("feature_bn/moving"):  # a trainable BatchNorm's statistics
+            continue
+        np.testing.assert_array_equal(before, keras.ops.convert_to_numpy(w), err_msg=w.path)
+    return logs
+
+
+def tiny_backbone(include_top=False, weights=None, input_shape=(32, 32, 3)):
+    """A small convolutional backbone with the `keras.applications` call signature.
+
+    Random `keras.applications` networks give almost constant features at
+    inference (their BatchNorm statistics are uncalibrated), which hides
+    gradients; this one keeps feature variance and builds in milliseconds.
+    Output: ``(H / 8, W / 8, 24)``.
+    """
+    del include_top, weights
+    image = keras.Input(input_shape)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(image)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(24, 3, strides=2, padding="same", activation="relu")(x)
+    return keras.Model(image, x, name="tiny_backbone")

@@ -1,0 +1,105 @@
+"""Every registered model: build, shapes, one training step, `.keras` round trip."""
+
+import keras
+import numpy as np
+import pytest
+
+from modeling import create_model, get_builder, list_models
+from tests.checkers import assert_one_training_step_learns, run_model_saving_test, tiny_backbone
+
+pytestmark = pytest.mark.multibackend
+
+IMG_DIMS = (64, 64, 3)
+TINY = {"dropout_rate": 0.5, "dense_units": 16}
+# MultiHeadAttention with a single key token: softmax weight is always 1, so the
+# query and key projections get no gradient (a property of the original design).
+NO_GRADIENT = {"attn_sex_improved": ("cross_attention_mha/query", "cross_attention_mha/key")}
+
+
+def tiny_model(name):
+    kwargs = dict(img_dims=IMG_DIMS, backbone=tiny_backbone, weights=None, **TINY)
+    if "gender_units" in get_builder(name).__code__.co_varnames:
+        kwargs["gender_units"] = 8
+    return create_model(name, **kwargs)
+
+
+def batch_for(model, size=5, seed=0):
+    """Random inputs and z-score targets; an odd size keeps the MAE gradient non-zero."""
+    rng = np.random.default_rng(seed)
+    inputs = rng.uniform(-1, 1, size=(size, *IMG_DIMS)).astype("float32")
+    if len(model.inputs) == 2:
+        inputs = [inputs, (np.arange(size) % 2).reshape(size, 1).astype("float32")]
+    targets = rng.normal(size=(size, 1)).astype("float32")
+    return inputs, targets
+
+
+def test_registry_lists_the_five_bone_age_builders():
+    assert {"baseline", "sex", "attn", "attn_sex", "attn_sex_improved"} <= set(list_models())
+    with pytest.raises(ValueError, match="Registered models: .*attn_sex_improved"):
+        create_model("no_such_model", img_dims=IMG_DIMS)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_build_shapes_and_inputs(name):
+    model = tiny_model(name)
+    assert [i.name for i in model.inputs][:1] == ["image"]
+    assert model.output.shape == (None, 1)
+    inputs, _ = batch_for(model)
+    assert model.predict(inputs, verbose=0).shape == (5, 1)
+    assert model.loss.name == "mean_absolute_error"
+    assert model.get_layer("backbone").trainable is False
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_one_training_step(name):
+    model = tiny_model(name)
+    inputs, targets = batch_for(model)
+    logs = assert_one_training_step_learns(model, inputs, targets, unchanged=NO_GRADIENT.get(name, ()))
+    assert set(logs) == {"loss", "mae"}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_keras_save_and_reload_in_safe_mode(name, tmp_path):
+    model = tiny_model(name)
+    inputs, _ = batch_for(model, seed=3)
+    reloaded = run_model_saving_test(model, inputs, tmp_path)
+    assert reloaded.get_layer("backbone").trainable is False
+
+
+def test_sex_changes_the_prediction():
+    """The sex input is wired in: flipping it changes the output."""
+    model = tiny_model("attn_sex_improved")
+    inputs, _ = batch_for(model)
+    male = model.predict([inputs[0], np.ones((5, 1), "float32")], verbose=0)
+    female = model.predict([inputs[0], np.zeros((5, 1), "float32")], verbose=0)
+    assert np.abs(male - female).max() > 1e-6
+
+
+def test_gate_and_attention_map_are_named_outputs():
+    model = tiny_model("attn_sex_improved")
+    probe = keras.Model(model.inputs, [model.get_layer("fusion_gate").output, model.get_layer("attention_map").output])
+    inputs, _ = batch_for(model)
+    gate, attention = probe.predict(inputs, verbose=0)
+    assert gate.shape == (5, 8) and np.all((gate > 0) & (gate < 1))
+    assert attention.shape == (5, 8, 8, 1) and np.all(np.abs(attention) < 1)
+
+
+def test_builder_argument_errors():
+    with pytest.raises(ValueError, match="img_dims"):
+        create_model("attn_sex", img_dims=(64, 64), backbone="mobilenet_v2", weights=None)
+    with pytest.raises(ValueError, match="Unknown loss 'l7'"):
+        create_model("attn_sex", img_dims=IMG_DIMS, backbone="mobilenet_v2", weights=None, loss="l7")
+    with pytest.raises(ValueError, match="dropout_rate"):
+        create_model("sex", img_dims=IMG_DIMS, backbone="mobilenet_v2", weights=None, dropout_rate=1.5)
+    with pytest.raises(ValueError, match="divisible by the 4 attention heads"):
+        create_model("attn_sex_improved", img_dims=IMG_DIMS, backbone="mobilenet_v2", weights=None, dense_units=18)
+
+
+def test_loss_and_metrics_arguments_are_compiled():
+    model = create_model(
+        "attn_sex", img_dims=IMG_DIMS, backbone="mobilenet_v2", weights=None, loss="wing", metric=["mae", "mse"]
+    )
+    inputs, targets = batch_for(model)
+    logs = model.evaluate(inputs, targets, verbose=0, return_dict=True)
+    assert set(logs) == {"loss", "mae", "mse"}
+    assert model.loss.name == "wing"
