@@ -10,6 +10,7 @@ True
 from modeling import layers
 from modeling.backbones import (
     BACKBONE_MAP,
+    BACKBONE_PREPROCESSING,
     MIN_INPUT_SIZE,
     build_backbone,
     find_backbone,
@@ -31,6 +32,7 @@ from modeling.registry import create_model, get_builder, list_models, register_m
 
 __all__ = [
     "BACKBONE_MAP",
+    "BACKBONE_PREPROCESSING",
     "LOSS_NAMES",
     "MIN_INPUT_SIZE",
     "Huber",

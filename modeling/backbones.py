@@ -26,6 +26,15 @@ BACKBONE_MAP = {
 # 32x downsampling to a 1x1 map).
 MIN_INPUT_SIZE = {name: 32 for name in BACKBONE_MAP} | {"xception": 71}
 
+# The input scaling each backbone's ImageNet weights expect (`modeling.layers.ImagePreprocessing`
+# modes). The original scaled every backbone like Xception ("tf").
+BACKBONE_PREPROCESSING = {
+    name: "caffe" if name in ("resnet50", "resnet101", "resnet152")
+    else "none" if name.startswith(("convnext", "mobilenet_v3"))
+    else "tf"
+    for name in BACKBONE_MAP
+}
+
 BACKBONE_LAYER_NAME = "backbone"
 
 

@@ -12,6 +12,7 @@ import keras
 
 from modeling.backbones import build_backbone, validate_img_dims
 from modeling.blocks import cross_attention, gated_fusion, spatial_attention_pooling
+from modeling.layers import ImagePreprocessing
 from modeling.losses import LOSS_NAMES, get_loss_function
 from modeling.optimizers import default_optimizer
 from modeling.registry import register_model
@@ -33,6 +34,7 @@ def baseline_model(
     dropout_rate=0.5,
     dense_units=500,
     loss="mae",
+    preprocessing=None,
 ):
     """Image-only regressor: backbone, global average pooling, one hidden layer.
 
@@ -50,6 +52,9 @@ def baseline_model(
         dropout_rate: ``dr``.
         dense_units: width of the hidden layer.
         loss: a name of `get_loss_function` or a `keras.losses.Loss`.
+        preprocessing: ``None`` (inputs already scaled, as in the original) or an
+            `ImagePreprocessing` mode (``"tf"``, ``"caffe"``, ``"none"``) applied inside the
+            model to raw [0, 255] pixels; ``BACKBONE_PREPROCESSING[backbone]`` is the right one.
 
     Example:
 
@@ -58,7 +63,7 @@ def baseline_model(
     641001
     """
     _check_head_arguments(dropout_rate, dense_units=dense_units)
-    image, features = _image_features(img_dims, backbone, weights)
+    image, features = _image_features(img_dims, backbone, weights, preprocessing=preprocessing)
     x = keras.layers.GlobalAveragePooling2D(name="pooling")(features)
     x = keras.layers.Dropout(dropout_rate, name="image_dropout")(x)
     x = keras.layers.Dense(
@@ -83,6 +88,7 @@ def sex_model(
     dense_units=1024,
     gender_units=32,
     loss="mae",
+    preprocessing=None,
 ):
     """Image plus sex, joined by concatenation.
 
@@ -101,7 +107,7 @@ def sex_model(
     (None, 1)
     """
     _check_head_arguments(dropout_rate, dense_units=dense_units, gender_units=gender_units)
-    image, features = _image_features(img_dims, backbone, weights)
+    image, features = _image_features(img_dims, backbone, weights, preprocessing=preprocessing)
     x = keras.layers.GlobalAveragePooling2D(name="pooling")(features)
     x = keras.layers.Dropout(dropout_rate, name="image_dropout")(x)
     x = keras.layers.Flatten(name="image_flatten")(x)
@@ -123,6 +129,7 @@ def attn_model(
     dropout_rate=0.5,
     dense_units=512,
     loss="mae",
+    preprocessing=None,
 ):
     """Image-only spatial-attention model (the original ``modeling.attn_model``).
 
@@ -141,7 +148,7 @@ def attn_model(
     (None, 2, 2, 1)
     """
     _check_head_arguments(dropout_rate, dense_units=dense_units)
-    image, features = _image_features(img_dims, backbone, weights, batch_norm=True)
+    image, features = _image_features(img_dims, backbone, weights, batch_norm=True, preprocessing=preprocessing)
     x = spatial_attention_pooling(features, ATTENTION_CONVS, kernel_initializer="glorot_uniform")
     x = keras.layers.Dropout(dropout_rate, name="image_dropout")(x)
     x = keras.layers.Dense(dense_units, activation="swish", name="image_dense")(x)
@@ -164,6 +171,7 @@ def attn_sex_model(
     dense_units=512,
     gender_units=16,
     loss="mae",
+    preprocessing=None,
 ):
     """Spatial attention on the image, sex by concatenation.
 
@@ -183,7 +191,7 @@ def attn_sex_model(
     [(None, 64, 64, 3), (None, 1)]
     """
     _check_head_arguments(dropout_rate, dense_units=dense_units, gender_units=gender_units)
-    image, features = _image_features(img_dims, backbone, weights, batch_norm=True)
+    image, features = _image_features(img_dims, backbone, weights, batch_norm=True, preprocessing=preprocessing)
     x = _attention_image_vector(features, ATTENTION_CONVS, dense_units, dropout_rate)
     sex, sex_features = _sex_branch((gender_units,))
     output = _joint_head(x, sex_features, (dense_units, dense_units), dropout_rate)
@@ -201,6 +209,7 @@ def attn_sex_model_improved(
     dense_units=512,
     gender_units=16,
     loss="mae",
+    preprocessing=None,
 ):
     """Spatial attention, then cross-attention and a gated fusion with sex.
 
@@ -223,7 +232,7 @@ def attn_sex_model_improved(
     _check_head_arguments(dropout_rate, dense_units=dense_units, gender_units=gender_units)
     if dense_units % 4:
         raise ValueError(f"`dense_units` must be divisible by the 4 attention heads; got {dense_units}.")
-    image, features = _image_features(img_dims, backbone, weights, batch_norm=True)
+    image, features = _image_features(img_dims, backbone, weights, batch_norm=True, preprocessing=preprocessing)
     x = _attention_image_vector(features, IMPROVED_ATTENTION_CONVS, dense_units, dropout_rate)
     sex, sex_features = _sex_branch((2 * gender_units, gender_units))
     sex_features = keras.layers.Dropout(0.3 * dropout_rate, name="sex_dropout")(sex_features)
@@ -240,12 +249,16 @@ def attn_sex_model_improved(
     )
 
 
-def _image_features(img_dims, backbone, weights, batch_norm=False):
-    """The image input and the (optionally batch-normalised) backbone features."""
+def _image_features(img_dims, backbone, weights, batch_norm=False, preprocessing=None):
+    """The image input and the (optionally batch-normalised) backbone features.
+
+    With ``preprocessing`` (an `ImagePreprocessing` mode) the model takes raw [0, 255] pixels.
+    """
     img_dims = validate_img_dims(img_dims)
     conv_base = build_backbone(backbone, img_dims, weights)
     image = keras.Input(shape=img_dims, name="image")
-    features = conv_base(image)
+    x = image if preprocessing is None else ImagePreprocessing(preprocessing, name="preprocessing")(image)
+    features = conv_base(x)
     if batch_norm:
         features = keras.layers.BatchNormalization(name="feature_bn")(features)
     return image, features

@@ -2,12 +2,16 @@
 
 from modeling.layers.attention_broadcast import AttentionBroadcast
 from modeling.layers.attention_pooling import AttentionWeightedPooling
+from modeling.layers.denormalization import Denormalization
 from modeling.layers.gated_sum import GatedSum
+from modeling.layers.image_preprocessing import ImagePreprocessing
 from modeling.layers.locally_connected import LocallyConnected2D
 
 __all__ = [
     "AttentionBroadcast",
     "AttentionWeightedPooling",
+    "Denormalization",
     "GatedSum",
+    "ImagePreprocessing",
     "LocallyConnected2D",
 ]

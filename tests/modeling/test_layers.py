@@ -4,7 +4,15 @@ import keras
 import numpy as np
 import pytest
 
-from modeling.layers import AttentionBroadcast, AttentionWeightedPooling, GatedSum, LocallyConnected2D
+from modeling import BACKBONE_PREPROCESSING
+from modeling.layers import (
+    AttentionBroadcast,
+    AttentionWeightedPooling,
+    Denormalization,
+    GatedSum,
+    ImagePreprocessing,
+    LocallyConnected2D,
+)
 from tests.checkers import run_serialization_test
 
 pytestmark = pytest.mark.multibackend
@@ -130,3 +138,30 @@ def test_layers_train_inside_a_model():
     before = keras.ops.convert_to_numpy(model.layers[1].kernel).copy()
     model.train_on_batch(rng.normal(size=(4, 3, 3, 4)).astype("float32"), np.ones((4, 1), "float32"))
     assert not np.allclose(before, keras.ops.convert_to_numpy(model.layers[1].kernel))
+
+
+@pytest.mark.parametrize(
+    "backbone, reference",
+    [
+        ("xception", keras.applications.xception.preprocess_input),
+        ("resnet50", keras.applications.resnet.preprocess_input),
+        ("mobilenet_v2", keras.applications.mobilenet_v2.preprocess_input),
+        ("convnext_tiny", keras.applications.convnext.preprocess_input),
+    ],
+)
+def test_image_preprocessing_matches_keras_applications(backbone, reference):
+    pixels = np.random.default_rng(0).uniform(0, 255, size=(2, 4, 4, 3)).astype("float32")
+    layer = ImagePreprocessing(BACKBONE_PREPROCESSING[backbone])
+    expected = keras.ops.convert_to_numpy(reference(pixels.copy()))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(pixels)), expected, rtol=1e-5, atol=1e-4)
+    assert run_serialization_test(layer).mode == layer.mode
+    with pytest.raises(ValueError, match="Unknown preprocessing mode 'torch'"):
+        ImagePreprocessing("torch")
+
+
+def test_denormalization():
+    layer = Denormalization(mean=127.0, std=40.0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(np.array([[-1.0], [0.25]], "float32"))), [[87.0], [137.0]])
+    assert run_serialization_test(layer).get_config()["std"] == 40.0
+    with pytest.raises(ValueError, match="std"):
+        Denormalization(0.0, 0.0)

@@ -103,3 +103,14 @@ def test_loss_and_metrics_arguments_are_compiled():
     logs = model.evaluate(inputs, targets, verbose=0, return_dict=True)
     assert set(logs) == {"loss", "mae", "mse"}
     assert model.loss.name == "wing"
+
+
+def test_preprocessing_inside_the_model_takes_raw_pixels():
+    scaled = create_model("attn_sex", img_dims=IMG_DIMS, backbone=tiny_backbone, weights=None, dense_units=16)
+    raw = create_model("attn_sex", img_dims=IMG_DIMS, backbone=tiny_backbone, weights=None, dense_units=16, preprocessing="tf")
+    raw.set_weights(scaled.get_weights())  # no new weights: same layout
+    inputs, _ = batch_for(scaled)
+    pixels = (inputs[0] + 1.0) * 127.5
+    np.testing.assert_allclose(
+        raw.predict([pixels, inputs[1]], verbose=0), scaled.predict(inputs, verbose=0), rtol=1e-5, atol=1e-6
+    )
