@@ -65,10 +65,14 @@ class TableReport:
         }
 
 
-def detect_layout(columns):
-    """The name of the known layout whose columns are all present, else ``None``."""
+def detect_layout(columns, require_age=True):
+    """The name of the known layout whose columns are all present, else ``None``.
+
+    With ``require_age=False`` the bone-age column may be absent (unlabelled sets).
+    """
     for name in ("original", "rsna_test", "rsna_val", "rsna_train"):
-        if set(LAYOUTS[name].values()) <= set(columns):
+        needed = {key: column for key, column in LAYOUTS[name].items() if require_age or key != "boneage"}
+        if set(needed.values()) <= set(columns):
             return name
     return None
 
@@ -85,6 +89,7 @@ def read_table(
     on_error="raise",
     check_images=True,
     require_age=True,
+    default_sex=None,
 ):
     """Read, normalise and check one bone-age CSV.
 
@@ -98,7 +103,8 @@ def read_table(
         image_extension: extension added to ids.
         on_error: ``"raise"`` (default) or ``"skip"`` bad rows and count them in the report.
         check_images: open every image header to catch unreadable files before training.
-        require_age: ``False`` for unlabelled prediction sets (ages may then be missing).
+        require_age: ``False`` for unlabelled prediction sets (the age column or values may be missing).
+        default_sex: sex code used for every row when the CSV has no sex column (or to override it).
 
     Returns:
         ``(table, report)``: a DataFrame with columns ``id``, ``path``, ``boneage``, ``male`` and a
@@ -125,7 +131,13 @@ def read_table(
         raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
         raise DataError(f"Cannot parse CSV {csv_path}: {error}") from error
-    columns = _resolve_columns(csv_path, raw.columns, layout, id_column, age_column, sex_column, filename_column)
+    columns = _resolve_columns(
+        csv_path, raw.columns, layout, id_column, age_column, sex_column, filename_column, require_age, default_sex
+    )
+    if default_sex is not None:
+        raw["__default_sex__"], columns["sex"] = str(default_sex), "__default_sex__"
+    if "boneage" not in columns:
+        raw["__no_age__"], columns["boneage"] = "", "__no_age__"
     report = TableReport(csv=str(csv_path), rows_read=len(raw))
     rows = []
     for index, record in raw.iterrows():
@@ -143,9 +155,11 @@ def read_table(
     return table, report
 
 
-def _resolve_columns(csv_path, available, layout, id_column, age_column, sex_column, filename_column):
+def _resolve_columns(
+    csv_path, available, layout, id_column, age_column, sex_column, filename_column, require_age, default_sex
+):
     if layout == "auto":
-        layout = detect_layout(available)
+        layout = detect_layout(available, require_age)
         if layout is None and not (id_column or filename_column) and not (age_column and sex_column):
             raise DataError(
                 f"{csv_path}: unknown CSV layout (columns {list(available)}). Known layouts: "
@@ -157,7 +171,12 @@ def _resolve_columns(csv_path, available, layout, id_column, age_column, sex_col
     columns = dict(LAYOUTS.get(layout, {}))
     overrides = {"id": id_column, "boneage": age_column, "sex": sex_column, "filename": filename_column}
     columns.update({key: value for key, value in overrides.items() if value})
+    if not require_age and columns.get("boneage") not in available:
+        columns.pop("boneage", None)
+    if default_sex is not None:
+        columns.pop("sex", None)
     needed = [key for key in ("sex", "boneage") if key not in columns]
+    needed = [key for key in needed if not (key == "boneage" and not require_age) and not (key == "sex" and default_sex is not None)]
     if "id" not in columns and "filename" not in columns:
         needed.append("id or filename")
     if needed:

@@ -1,0 +1,99 @@
+"""The tf.data pipeline: decoding, alignment under shuffling, z-scores, mixup, noise, augmentation."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from training.pipeline import Augmentation, decode_image, make_dataset
+
+N = 16
+
+
+@pytest.fixture
+def table(tmp_path):
+    """Row i: a constant image of value 10 + 10 i, age 6 i months, sex i % 2."""
+    rows = []
+    for i in range(N):
+        path = tmp_path / f"{i}.png"
+        Image.new("L", (24, 24), color=10 + 10 * i).save(path)
+        rows.append({"id": str(i), "path": str(path), "boneage": 6.0 * i, "male": float(i % 2)})
+    return pd.DataFrame(rows)
+
+
+def collect(dataset):
+    images, sex, targets = [], [], []
+    for inputs, z in dataset:
+        images.append(np.asarray(inputs["image"]))
+        sex.append(np.asarray(inputs["sex"]))
+        targets.append(np.asarray(z))
+    return np.concatenate(images), np.concatenate(sex), np.concatenate(targets)
+
+
+def test_decode_keeps_values_and_replicates_grey(tmp_path):
+    pixels = np.arange(64, dtype=np.uint8).reshape(8, 8) * 3
+    Image.fromarray(pixels).save(tmp_path / "ramp.png")
+    image = np.asarray(decode_image(str(tmp_path / "ramp.png"), 8))
+    assert image.shape == (8, 8, 3)
+    np.testing.assert_allclose(image[..., 0], pixels, atol=1e-3)
+    np.testing.assert_array_equal(image[..., 0], image[..., 2])
+
+
+def test_shuffled_batches_keep_image_sex_and_target_together(table):
+    dataset = make_dataset(table, 16, batch_size=5, target_mean=40.0, target_std=20.0, training=True, seed=3)
+    images, sex, targets = collect(dataset)
+    index = np.rint((images[:, 0, 0, 0] - 10) / 10).astype(int)
+    assert sorted(index.tolist()) == list(range(N))
+    assert index.tolist() != list(range(N))  # really shuffled
+    np.testing.assert_array_equal(sex[:, 0], index % 2)
+    np.testing.assert_allclose(targets[:, 0], (6.0 * index - 40.0) / 20.0, rtol=1e-6)
+    second = collect(dataset)[0][:, 0, 0, 0]
+    assert not np.array_equal(second, images[:, 0, 0, 0])  # a new order each epoch
+
+
+def test_validation_order_is_the_table_order(table):
+    images, _, targets = collect(make_dataset(table, 16, 4, target_mean=0.0, target_std=6.0))
+    np.testing.assert_allclose(images[:, 5, 5, 1], 10 + 10 * np.arange(N), atol=1e-3)
+    np.testing.assert_allclose(targets[:, 0], np.arange(N), rtol=1e-6)
+
+
+def test_mixup_mixes_images_and_targets_with_one_lambda(table):
+    dataset = make_dataset(table, 16, 8, target_mean=0.0, target_std=6.0, training=True, mixup_alpha=0.4, seed=1)
+    images, sex, targets = collect(dataset)
+    # Unmixed, image value = 10 + 10 z; mixing with one lambda keeps that relation exactly.
+    np.testing.assert_allclose(images[:, 3, 3, 0], 10 + 10 * targets[:, 0], rtol=1e-4, atol=1e-3)
+    fractional = np.abs(targets[:, 0] - np.rint(targets[:, 0])) > 1e-3
+    assert fractional.any()  # some rows really were mixed
+    assert np.all((sex >= 0) & (sex <= 1))
+
+
+def test_label_noise_has_the_requested_spread(tmp_path):
+    rows = []
+    for i in range(256):
+        path = tmp_path / f"{i}.png"
+        if i == 0:
+            Image.new("L", (8, 8)).save(path)
+        rows.append({"id": str(i), "path": str(tmp_path / "0.png"), "boneage": 100.0, "male": 1.0})
+    noisy = collect(make_dataset(pd.DataFrame(rows), 8, 64, 100.0, 10.0, training=True, label_noise_std=0.05, seed=0))[2]
+    assert noisy.mean() == pytest.approx(0.0, abs=0.01)
+    assert noisy.std() == pytest.approx(0.05, rel=0.15)
+
+
+def test_augmentation_changes_images_but_keeps_range(tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(tmp_path / "noise.png")
+    frame = pd.DataFrame([{"id": "a", "path": str(tmp_path / "noise.png"), "boneage": 1.0, "male": 0.0}] * 8)
+    plain = collect(make_dataset(frame, 32, 8, 0.0, 1.0))[0]
+    augmented = collect(make_dataset(frame, 32, 8, 0.0, 1.0, training=True, augmentation=Augmentation(), seed=0))[0]
+    assert augmented.shape == plain.shape
+    assert augmented.min() >= 0 and augmented.max() <= 255
+    assert np.abs(augmented - plain).mean() > 5
+    identity = Augmentation(flip=False, rotation_degrees=0, shift=0, zoom=0, brightness=0, contrast=0)
+    np.testing.assert_array_equal(collect(make_dataset(frame, 32, 8, 0.0, 1.0, training=True, augmentation=identity))[0], plain)
+
+
+def test_bad_arguments(table):
+    with pytest.raises(ValueError, match="target_std"):
+        make_dataset(table, 16, 4, 0.0, 0.0)
+    with pytest.raises(ValueError, match="mixup_alpha"):
+        make_dataset(table, 16, 4, 0.0, 1.0, mixup_alpha=-1)

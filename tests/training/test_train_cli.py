@@ -1,0 +1,162 @@
+"""The training, prediction, evaluation, data-check and sweep commands, end to end on tiny phantoms."""
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from training import check_data, evaluate, phantom, predict, sweep, train_boneage
+
+TINY = [
+    "--img_size", "64", "--backbone", "mobilenet_v2", "--weights", "none", "--dense_units", "16",
+    "--gender_units", "8", "--batch_size", "8", "--tta_steps", "2", "--attention_every", "1",
+]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("phantom")
+    phantom.make_dataset(root, n_train=24, n_val=8, n_test=8, img_size=64, seed=5)
+    return root
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_dir, tmp_path_factory):
+    output = tmp_path_factory.mktemp("run")
+    argv = ["--data_dir", str(data_dir), *TINY, "--epochs_frozen", "1", "--fine_tune", "--epochs_finetune", "1",
+            "--unfreeze_layers", "2", "--output_dir", str(output)]
+    results = train_boneage.main(argv)
+    return output, results, argv
+
+
+def test_results_json_holds_the_metrics_of_the_prediction_csv(finished_run):
+    output, results, _ = finished_run
+    saved = json.loads((output / "results.json").read_text())
+    for key in ("val_mae_months", "test_mae_months", "test_rmse_months", "test_correlation", "test_mae_months_tta",
+                "n_train", "n_val", "n_test", "wall_seconds"):
+        assert key in saved, key
+    assert (saved["n_train"], saved["n_val"], saved["n_test"]) == (24, 8, 8)
+    predictions = pd.read_csv(output / "predictions_test.csv")
+    errors = predictions["predicted_bone_age"] - predictions["true_bone_age"]
+    assert saved["test_mae_months"] == pytest.approx(errors.abs().mean(), rel=1e-5)
+    assert saved["test_rmse_months"] == pytest.approx(np.sqrt((errors**2).mean()), rel=1e-5)
+    assert saved["epochs_run"] == 2 and saved["config"]["model_type"] == "attn_sex_improved"
+
+
+def test_saved_model_predicts_months_from_raw_pixels(finished_run, data_dir):
+    output, results, _ = finished_run
+    model = keras.saving.load_model(output / "best.keras", safe_mode=True)
+    assert model.output.shape == (None, 1) and model.inputs[0].shape == (None, 64, 64, 3)
+    layers = {layer.name for layer in model.layers}
+    assert "boneage_months" in layers
+    table = predict.images_table(output / "predictions_test.csv", image_dir=data_dir / phantom.TEST_DIR,
+                                 id_column="image_id", sex_column="male")
+    predicted, _ = predict.predict_months(model, table)
+    expected = pd.read_csv(output / "predictions_test.csv")["predicted_bone_age"].to_numpy()
+    np.testing.assert_allclose(predicted, expected, rtol=1e-4)
+
+
+def test_plots_and_logs_are_written(finished_run):
+    output, _, _ = finished_run
+    for name in ("learning_curve_loss.png", "test_predicted_vs_true.png", "test_bland_altman.png", "gate_weights.png"):
+        assert (output / "plots" / name).stat().st_size > 1000, name
+    assert list((output / "plots" / "attention").glob("*.png"))
+    log = pd.read_csv(output / "training_log.csv")
+    assert len(log) == 2 and {"val_mae_months", "gate_mean"} <= set(log.columns)
+
+
+def test_a_finished_run_is_not_overwritten(finished_run):
+    _, _, argv = finished_run
+    with pytest.raises(SystemExit, match="already holds a finished run"):
+        train_boneage.main(argv)
+
+
+def test_evaluate_reproduces_the_training_metrics(finished_run, data_dir, tmp_path):
+    output, results, _ = finished_run
+    csv = data_dir / phantom.TEST_CSV
+    evaluation = evaluate.main(["--model", str(output / "best.keras"), "--csv", str(csv), "--output_dir", str(tmp_path)])
+    assert evaluation["test_mae_months"] == pytest.approx(results["test_mae_months"], rel=1e-5)
+    assert evaluation["test_correlation"] == pytest.approx(results["test_correlation"], rel=1e-4)
+    assert json.loads((tmp_path / "evaluation.json").read_text())["test_n"] == 8
+
+
+def test_predict_on_a_folder_with_one_sex(finished_run, data_dir, tmp_path):
+    output, _, _ = finished_run
+    out_csv = tmp_path / "p.csv"
+    frame = predict.main(["--model", str(output / "best.keras"), "--images", str(data_dir / phantom.TEST_DIR),
+                          "--sex", "F", "--output", str(out_csv), "--use_tta", "--tta_steps", "2"])
+    assert len(frame) == 8 and (frame["male"] == 0.0).all()
+    assert {"predicted_bone_age", "predicted_bone_age_tta"} <= set(pd.read_csv(out_csv).columns)
+    with pytest.raises(SystemExit):
+        predict.main(["--model", str(output / "best.keras"), "--images", str(data_dir / phantom.TEST_DIR)])
+
+
+def test_resume_after_an_interruption(data_dir, tmp_path, monkeypatch):
+    argv = ["--data_dir", str(data_dir), *TINY, "--epochs_frozen", "1", "--fine_tune", "--epochs_finetune", "2",
+            "--output_dir", str(tmp_path / "run"), "--no-use_tta"]
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if self.params["epochs"] == 2 and epoch == 0:
+                raise RuntimeError("simulated crash in phase 2")
+
+    original = train_boneage.standard_callbacks
+    monkeypatch.setattr(train_boneage, "standard_callbacks", lambda *a: original(*a) + [Crash()])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_boneage.main(argv)
+    monkeypatch.setattr(train_boneage, "standard_callbacks", original)
+    results = train_boneage.main(argv)
+    assert results["epochs_run"] == 1  # phase 1 skipped, phase 2 resumed at its second epoch
+    assert len(pd.read_csv(tmp_path / "run" / "training_log.csv")) == 3
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--use_cyclical_lr", "--lr", "1e-3", "--clr_max_lr", "1e-4"], "must exceed --lr"),
+        (["--dropout_rate", "1.5"], "dropout_rate"),
+        (["--epochs_frozen", "0", "--no-fine_tune"], "nothing to train"),
+        (["--backbone", "vgg16"], "invalid choice"),
+        (["--img_size", "0"], "img_size"),
+    ],
+)
+def test_bad_flags_fail_before_training(flags, message, capsys):
+    with pytest.raises(SystemExit):
+        train_boneage.parse_args(flags)
+    assert message in capsys.readouterr().err
+
+
+def test_cyclical_lr_defaults_to_a_real_cycle():
+    args = train_boneage.parse_args(["--use_cyclical_lr", "--lr", "1e-4"])
+    assert args.clr_max_lr == pytest.approx(1e-3)
+
+
+def test_original_preset_restores_the_original_settings():
+    args = train_boneage.parse_args(["--preset", "original"])
+    assert (args.backbone, args.img_size, args.weights, args.batch_size, args.lr) == ("xception", 500, "imagenet", 64, 1e-4)
+    assert (args.dense_units, args.gender_units, args.epochs_frozen, args.epochs_finetune) == (500, 32, 5, 10)
+    assert args.use_clahe_val_test and args.preprocessing == "original"
+
+
+def test_check_data_reports_bad_rows(data_dir, tmp_path):
+    csv = tmp_path / "val.csv"
+    frame = pd.read_csv(data_dir / phantom.VAL_CSV, dtype=str)
+    frame.loc[0, "male"] = "maybe"
+    frame.loc[1, "Bone Age (months)"] = "-3"
+    frame.to_csv(csv, index=False)
+    status = check_data.main(["--val_csv", str(csv), "--val_images", str(data_dir / phantom.VAL_DIR), "--report", str(tmp_path / "r.json")])
+    report = json.loads((tmp_path / "r.json").read_text())["val"]
+    assert status == 1
+    assert report["skipped"] == {"unknown sex": 1, "bad age": 1} and report["rows_kept"] == 6
+    assert report["skipped_lines"] == {"unknown sex": [2], "bad age": [3]}
+
+
+def test_sweep_writes_one_comparison_table(data_dir, tmp_path):
+    table = sweep.main(["--backbones", "mobilenet_v2,mobilenet_v3_small", "--sweep_dir", str(tmp_path),
+                        "--data_dir", str(data_dir), *[f for f in TINY if f not in ("--backbone", "mobilenet_v2")],
+                        "--epochs_frozen", "1", "--no-fine_tune", "--no-use_tta", "--model_type", "attn_sex"])
+    assert sorted(table["backbone"]) == ["mobilenet_v2", "mobilenet_v3_small"]
+    saved = pd.read_csv(tmp_path / "comparison.csv")
+    assert saved["val_mae_months"].is_monotonic_increasing and len(saved) == 2

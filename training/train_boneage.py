@@ -1,0 +1,444 @@
+"""Train a bone-age model: ``python -m training.train_boneage [flags]`` (console script ``train-boneage``).
+
+With no flags it builds the synthetic phantom dataset once (``data/phantom``), trains
+``attn_sex_model_improved`` with a CPU preset and writes everything to ``runs/boneage_cpu``.
+``--preset original`` restores the original's settings (Xception, ImageNet weights, 500 px, ...)
+for real data on a GPU. Training runs in two phases, backbone frozen then fine-tuning, and a run
+killed part-way resumes where it stopped when the same command is started again.
+
+Outputs in ``--output_dir``: ``best.keras`` (raw pixels + sex -> months; carries image size,
+preprocessing, CLAHE and the target statistics), ``checkpoint.keras`` (the best z-score model),
+``results.json``, ``predictions_val.csv``, ``predictions_test.csv``, ``training_log.csv``,
+TensorBoard logs, and plots (learning curves, predicted vs true, Bland-Altman, attention maps,
+gate weights).
+"""
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from callbacks import (
+    CLR_MODES,
+    AttentionMapLogger,
+    CyclicalLearningRate,
+    GateWeightLogger,
+    predict_tta,
+)
+from modeling import (
+    BACKBONE_MAP,
+    BACKBONE_PREPROCESSING,
+    LOSS_NAMES,
+    MAEMonths,
+    create_model,
+    get_loss_function,
+    optimizer,
+    plot_history,
+    unfreeze_backbone_layers,
+)
+from modeling.layers import Denormalization
+from training.data_sources import DEFAULT_PHANTOM_DIR, add_data_arguments, ensure_phantom, load_splits
+from training.pipeline import Augmentation, make_dataset
+from training.results import agreement_figures, predictions_table, regression_metrics, write_csv, write_json
+from training.tables import DataError
+
+MODEL_TYPES = {
+    "baseline": "baseline",
+    "sex": "sex",
+    "attn": "attn",
+    "attn_sex": "attn_sex",
+    "attn_sex_improved": "attn_sex_improved",
+}
+
+PRESETS = {
+    # Fits in about 10 minutes on 2 CPU cores: MobileNetV2 trained from scratch on 96 px phantoms.
+    "cpu": {
+        "backbone": "mobilenet_v2",
+        "model_type": "attn_sex_improved",
+        "weights": "none",
+        "img_size": 96,
+        "batch_size": 32,
+        "lr": 1e-3,
+        "dropout_rate": 0.2,
+        "dense_units": 64,
+        "gender_units": 16,
+        "epochs_frozen": 0,
+        "epochs_finetune": 24,
+        "fine_tune": True,
+        "unfreeze_layers": -1,
+        "finetune_lr_factor": 1.0,
+        "bn_momentum": 0.9,
+        "phantom_n_train": 1200,
+        "phantom_n_val": 200,
+        "phantom_n_test": 300,
+        "use_tta": True,
+        "tta_steps": 8,
+        "output_dir": "runs/boneage_cpu",
+    },
+    # The original scripts' defaults (train_advanced_FIXED_enhanced.py) for real data on a GPU.
+    "original": {
+        "backbone": "xception",
+        "model_type": "baseline",
+        "weights": "imagenet",
+        "img_size": 500,
+        "batch_size": 64,
+        "lr": 1e-4,
+        "dropout_rate": 0.5,
+        "dense_units": 500,
+        "gender_units": 32,
+        "epochs_frozen": 5,
+        "epochs_finetune": 10,
+        "fine_tune": False,
+        "unfreeze_layers": 2,
+        "finetune_lr_factor": 0.1,
+        "use_clahe_val_test": True,
+        "preprocessing": "original",
+        "interpolation": "nearest",
+        "augment_brightness": 0.0,
+        "augment_contrast": 0.0,
+        "output_dir": "runs/boneage_original",
+    },
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="train-boneage", description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="defaults that other flags override")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model_type", choices=sorted(MODEL_TYPES))
+    model.add_argument("--backbone", choices=sorted(BACKBONE_MAP))
+    model.add_argument("--weights", help="imagenet, none, or a path to a local backbone weights file")
+    model.add_argument("--activation", default="tanh", help="hidden activation of the baseline model")
+    model.add_argument("--dropout_rate", type=float)
+    model.add_argument("--dense_units", type=int)
+    model.add_argument("--gender_units", type=int)
+    model.add_argument("--img_size", type=int)
+    model.add_argument(
+        "--preprocessing",
+        choices=("backbone", "original"),
+        default="backbone",
+        help="pixel scaling: what the backbone's ImageNet weights expect, or the original's Xception scaling for all",
+    )
+    model.add_argument("--bn_momentum", type=float, help="momentum of the backbone's BatchNorm layers (from-scratch training)")
+
+    train = parser.add_argument_group("training")
+    train.add_argument("--lr", type=float)
+    train.add_argument("--batch_size", type=int)
+    train.add_argument("--epochs_frozen", type=int, help="phase 1: epochs with the backbone frozen")
+    train.add_argument("--epochs_finetune", type=int, help="phase 2: epochs after unfreezing (needs --fine_tune)")
+    train.add_argument("--fine_tune", action=argparse.BooleanOptionalAction)
+    train.add_argument("--unfreeze_layers", type=int, help="weighted backbone layers unfrozen in phase 2; -1 = all")
+    train.add_argument("--finetune_lr_factor", type=float, help="phase-2 learning rate = lr x this")
+    train.add_argument("--loss_type", choices=LOSS_NAMES, default="mae")
+    train.add_argument("--huber_delta", type=float, default=1.0)
+    train.add_argument("--smooth_l1_sigma", type=float, default=1.0)
+    train.add_argument("--wing_w", type=float, default=10.0)
+    train.add_argument("--wing_epsilon", type=float, default=2.0)
+    train.add_argument("--use_cyclical_lr", action="store_true", help="cyclical LR instead of ReduceLROnPlateau")
+    train.add_argument("--clr_max_lr", type=float, help="peak of the cycle (default: 10 x --lr)")
+    train.add_argument("--clr_step_size", type=int, default=2000, help="iterations per half cycle")
+    train.add_argument("--clr_mode", choices=CLR_MODES, default="triangular")
+    train.add_argument("--clr_gamma", type=float, default=1.0)
+    train.add_argument("--early_stopping_patience", type=int, default=0, help="0 disables early stopping")
+    train.add_argument("--seed", type=int, default=42)
+
+    data = add_data_arguments(parser)
+    data.add_argument("--use_clahe_val_test", action=argparse.BooleanOptionalAction, help="CLAHE on validation and test images")
+    data.add_argument("--interpolation", choices=("bilinear", "nearest", "area", "bicubic"), default="bilinear")
+    data.add_argument("--label_noise_std", type=float, default=0.0, help="Gaussian noise on z-score targets")
+    data.add_argument("--mixup_alpha", type=float, default=0.0)
+    data.add_argument("--augment_brightness", type=float, default=0.2)
+    data.add_argument("--augment_contrast", type=float, default=0.2)
+    data.add_argument("--phantom_n_train", type=int, default=1200)
+    data.add_argument("--phantom_n_val", type=int, default=200)
+    data.add_argument("--phantom_n_test", type=int, default=300)
+
+    evaluation = parser.add_argument_group("evaluation and output")
+    evaluation.add_argument("--use_tta", action=argparse.BooleanOptionalAction)
+    evaluation.add_argument("--tta_steps", type=int, default=8)
+    evaluation.add_argument("--output_dir")
+    evaluation.add_argument("--overwrite", action="store_true", help="replace a finished run in --output_dir")
+    evaluation.add_argument("--attention_every", type=int, default=5, help="save attention overlays every N epochs")
+    return parser
+
+
+def parse_args(argv=None):
+    """Parse flags; unset flags take the preset's value, then the parser default."""
+    parser = build_parser()
+    preset_name = parser.parse_known_args(argv)[0].preset
+    parser.set_defaults(**PRESETS[preset_name])
+    args = parser.parse_args(argv)
+    _validate(parser, args)
+    return args
+
+
+def _validate(parser, args):
+    positive = ("img_size", "batch_size", "dense_units", "gender_units", "tta_steps", "clr_step_size")
+    for name in positive:
+        if getattr(args, name) is None or getattr(args, name) < 1:
+            parser.error(f"--{name} must be a positive integer; got {getattr(args, name)}")
+    if not args.lr or args.lr <= 0:
+        parser.error(f"--lr must be positive; got {args.lr}")
+    if args.epochs_frozen < 0 or args.epochs_finetune < 0:
+        parser.error("--epochs_frozen and --epochs_finetune must be >= 0")
+    if args.epochs_frozen + (args.epochs_finetune if args.fine_tune else 0) == 0:
+        parser.error("nothing to train: set --epochs_frozen, or --fine_tune with --epochs_finetune")
+    if not 0 <= args.dropout_rate < 1:
+        parser.error(f"--dropout_rate must be in [0, 1); got {args.dropout_rate}")
+    if args.use_cyclical_lr:
+        args.clr_max_lr = args.clr_max_lr if args.clr_max_lr is not None else 10 * args.lr
+        if args.clr_max_lr <= args.lr:
+            parser.error(f"--clr_max_lr ({args.clr_max_lr}) must exceed --lr ({args.lr}), else the cycle is flat")
+    if args.label_noise_std < 0 or args.mixup_alpha < 0:
+        parser.error("--label_noise_std and --mixup_alpha must be >= 0")
+    args.weights = None if str(args.weights).lower() == "none" else args.weights
+
+
+class Run:
+    """The files of one run and what survives a restart (phase-1 weights, best value so far)."""
+
+    def __init__(self, output_dir, overwrite):
+        self.dir = Path(output_dir)
+        self.results = self.dir / "results.json"
+        if self.results.exists():
+            if not overwrite:
+                raise SystemExit(
+                    f"{self.dir} already holds a finished run ({self.results}). "
+                    "Choose another --output_dir or pass --overwrite."
+                )
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoint = self.dir / "checkpoint.keras"
+        self.best = self.dir / "best.keras"
+        self.phase1_weights = self.dir / "phase1_final.weights.h5"
+        self.plots = self.dir / "plots"
+        self.plots.mkdir(exist_ok=True)
+
+    def backup_dir(self, phase):
+        return self.dir / "backup" / phase
+
+
+def build_model(args, target_mean, target_std):
+    preprocessing = "tf" if args.preprocessing == "original" else BACKBONE_PREPROCESSING[args.backbone]
+    kwargs = dict(
+        img_dims=(args.img_size, args.img_size, 3),
+        optim=optimizer(args.lr, 0.9, 0.999, 1e-7, 0.0),
+        metric=["mae", MAEMonths(target_mean, target_std)],
+        backbone=args.backbone,
+        weights=args.weights,
+        dropout_rate=args.dropout_rate,
+        dense_units=args.dense_units,
+        loss=loss_from_args(args),
+        preprocessing=preprocessing,
+    )
+    if args.model_type == "baseline":
+        kwargs["activation"] = args.activation
+    if args.model_type in ("sex", "attn_sex", "attn_sex_improved"):
+        kwargs["gender_units"] = args.gender_units
+    model = create_model(MODEL_TYPES[args.model_type], **kwargs)
+    if args.bn_momentum is not None:
+        for layer in model.get_layer("backbone").layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = args.bn_momentum
+    return model, preprocessing
+
+
+def loss_from_args(args):
+    return get_loss_function(
+        args.loss_type,
+        huber_delta=args.huber_delta,
+        smooth_l1_sigma=args.smooth_l1_sigma,
+        wing_w=args.wing_w,
+        wing_epsilon=args.wing_epsilon,
+    )
+
+
+def recompile(model, args, learning_rate, target_mean, target_std):
+    model.compile(
+        optimizer=optimizer(learning_rate, 0.9, 0.999, 1e-7, 0.0),
+        loss=loss_from_args(args),
+        metrics=["mae", MAEMonths(target_mean, target_std)],
+    )
+
+
+def standard_callbacks(args, run, model, phase, monitor_best, probe):
+    """Checkpointing, logging, LR control and the interpretability loggers for one phase."""
+    callbacks = []
+    if _has_layer(model, "fusion_gate"):
+        callbacks.append(GateWeightLogger(probe, run.plots, log_dir=run.dir / "tensorboard"))
+    if _has_layer(model, "attention_map"):
+        first_images = {name: value[:4] for name, value in probe.items()}
+        callbacks.append(AttentionMapLogger(first_images, run.plots / "attention", every=args.attention_every))
+    callbacks += [
+        keras.callbacks.BackupAndRestore(run.backup_dir(phase)),
+        keras.callbacks.ModelCheckpoint(
+            run.checkpoint, monitor="val_loss", mode="min", save_best_only=True, initial_value_threshold=monitor_best
+        ),
+        keras.callbacks.CSVLogger(run.dir / "training_log.csv", append=True),
+        keras.callbacks.TensorBoard(run.dir / "tensorboard"),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if args.use_cyclical_lr:
+        callbacks.append(
+            CyclicalLearningRate(args.lr, args.clr_max_lr, args.clr_step_size, args.clr_mode, args.clr_gamma)
+        )
+    else:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.8, patience=5, min_delta=1e-4, cooldown=5, min_lr=1e-6, verbose=1
+            )
+        )
+    if args.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.early_stopping_patience, restore_best_weights=False)
+        )
+    return callbacks
+
+
+def validation_probe(model, table, **dataset_options):
+    """Fixed validation inputs (as arrays) for the gate and attention loggers."""
+    inputs = {}
+    for batch, _ in make_dataset(table, **dataset_options):
+        for name, value in batch.items():
+            inputs.setdefault(name, []).append(np.asarray(value))
+    model_inputs = [i.name for i in model.inputs]
+    return {name: np.concatenate(parts) for name, parts in inputs.items() if name in model_inputs}
+
+
+def _has_layer(model, name):
+    return any(layer.name == name for layer in model.layers)
+
+
+def export_inference_model(checkpoint_model, target_mean, target_std, clahe):
+    """Raw pixels and sex in, months out; CLAHE inside when validation/test images used it."""
+    image = keras.Input(checkpoint_model.inputs[0].shape[1:], name="image")
+    inputs = [image] + [keras.Input(i.shape[1:], name=i.name) for i in checkpoint_model.inputs[1:]]
+    x = image
+    if clahe:
+        x = keras.layers.ContrastLimitedAdaptiveHistogramEqualization(
+            value_range=(0, 255), clip_limit=2.0, tile_grid_size=(8, 8), name="clahe"
+        )(x)
+    z = checkpoint_model([x, *inputs[1:]] if len(inputs) > 1 else x)
+    months = Denormalization(target_mean, target_std, name="boneage_months")(z)
+    return keras.Model(inputs if len(inputs) > 1 else image, months, name=f"{checkpoint_model.name}_months")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    started = time.time()
+    keras.utils.set_random_seed(args.seed)
+    run = Run(args.output_dir, args.overwrite)
+    if not any(getattr(args, f"{s}_csv") for s in ("train", "val", "test")) and not args.data_dir:
+        args.data_dir = str(
+            ensure_phantom(
+                DEFAULT_PHANTOM_DIR, args.phantom_n_train, args.phantom_n_val, args.phantom_n_test, args.img_size, args.seed
+            )
+        )
+    try:
+        splits = load_splits(args)
+    except DataError as error:
+        raise SystemExit(f"Data error: {error}") from None
+    train_table = splits["train"].table
+    target_mean, target_std = float(train_table["boneage"].mean()), float(train_table["boneage"].std(ddof=1))
+    for split in splits.values():
+        print(f"{split.name}: {split.report.rows_kept} images from {split.csv} (skipped: {split.report.as_dict()['skipped']})")
+
+    model, preprocessing = build_model(args, target_mean, target_std)
+    augmentation = Augmentation(brightness=args.augment_brightness, contrast=args.augment_contrast)
+    common = dict(img_size=args.img_size, batch_size=args.batch_size, target_mean=target_mean, target_std=target_std, interpolation=args.interpolation, seed=args.seed)
+    train_ds = make_dataset(
+        train_table, training=True, augmentation=augmentation, mixup_alpha=args.mixup_alpha, label_noise_std=args.label_noise_std, **common
+    )
+    val_ds = make_dataset(splits["val"].table, clahe=bool(args.use_clahe_val_test), **common)
+    probe = validation_probe(model, splits["val"].table.head(64), clahe=bool(args.use_clahe_val_test), **common)
+    verbose = 1 if sys.stdout.isatty() else 2
+
+    histories = []
+    best_so_far = None
+    if args.epochs_frozen and not run.phase1_weights.exists():
+        print(f"Phase 1: {args.epochs_frozen} epochs with the backbone frozen")
+        histories.append(
+            model.fit(train_ds, validation_data=val_ds, epochs=args.epochs_frozen, shuffle=False, callbacks=standard_callbacks(args, run, model, "phase1", None, probe), verbose=verbose)
+        )
+        model.save_weights(run.phase1_weights)
+    elif args.epochs_frozen:
+        print(f"Phase 1 already finished: loading {run.phase1_weights}")
+        model.load_weights(run.phase1_weights)
+    if run.checkpoint.exists():
+        best_so_far = float(keras.saving.load_model(run.checkpoint).evaluate(val_ds, verbose=0, return_dict=True)["loss"])
+
+    if args.fine_tune and args.epochs_finetune:
+        n_layers = 10**6 if args.unfreeze_layers < 0 else args.unfreeze_layers
+        trainable = unfreeze_backbone_layers(model, n_layers=n_layers, freeze_batchnorm=args.bn_momentum is None)
+        learning_rate = args.lr * (1.0 if args.use_cyclical_lr else args.finetune_lr_factor)
+        recompile(model, args, learning_rate, target_mean, target_std)
+        print(f"Phase 2: {args.epochs_finetune} epochs, {trainable} backbone weight tensors trainable, lr {learning_rate:g}")
+        histories.append(
+            model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=args.epochs_finetune,
+                shuffle=False,
+                callbacks=standard_callbacks(args, run, model, "phase2", best_so_far, probe),
+                verbose=verbose,
+            )
+        )
+
+    checkpoint_model = keras.saving.load_model(run.checkpoint, safe_mode=True)
+    inference_model = export_inference_model(checkpoint_model, target_mean, target_std, bool(args.use_clahe_val_test))
+    inference_model.save(run.best)
+    results = evaluate_and_report(args, run, inference_model, splits, histories, target_mean, target_std)
+    results.update(
+        {
+            "config": {key: value for key, value in vars(args).items()},
+            "preprocessing": preprocessing,
+            "target_mean_months": target_mean,
+            "target_std_months": target_std,
+            "backend": keras.backend.backend(),
+            "keras_version": keras.__version__,
+            "wall_seconds": round(time.time() - started, 1),
+        }
+    )
+    write_json(run.results, results)
+    summary = {key: results[key] for key in ("val_mae_months", "test_mae_months", "test_mae_months_tta", "test_correlation", "wall_seconds") if key in results}
+    print("\nSummary:", ", ".join(f"{k} = {v:.3f}" if isinstance(v, float) else f"{k} = {v}" for k, v in summary.items()))
+    print(f"Results: {run.results}\nModel for prediction: {run.best}\nPlots: {run.plots}")
+    return results
+
+
+def evaluate_and_report(args, run, inference_model, splits, histories, target_mean, target_std):
+    """Metrics in months on validation and test (with TTA if asked), prediction CSVs and plots."""
+    results = {f"n_{name}": int(len(split.table)) for name, split in splits.items()}
+    results["skipped_rows"] = {name: split.report.as_dict()["skipped"] for name, split in splits.items()}
+    common = dict(img_size=args.img_size, batch_size=args.batch_size, target_mean=target_mean, target_std=target_std, interpolation=args.interpolation, seed=args.seed)
+    for name in ("val", "test"):
+        table = splits[name].table
+        dataset = make_dataset(table, **common)  # CLAHE, if used, is inside the exported model
+        predicted = inference_model.predict(dataset, verbose=0)[:, 0]
+        results.update(regression_metrics(table["boneage"], predicted, table["male"], prefix=f"{name}_"))
+        predicted_tta = None
+        if args.use_tta:
+            predicted_tta = predict_tta(inference_model, dataset, n=args.tta_steps, seed=args.seed)[:, 0]
+            results.update({f"{key}_tta": value for key, value in regression_metrics(table["boneage"], predicted_tta, prefix=f"{name}_").items() if key != f"{name}_n"})
+        write_csv(run.dir / f"predictions_{name}.csv", predictions_table(table, predicted, predicted_tta))
+        for figure, kind in zip(agreement_figures(table["boneage"], predicted, name), ("predicted_vs_true", "bland_altman")):
+            figure.savefig(run.plots / f"{name}_{kind}.png", dpi=100)
+    logs = {}
+    for history in histories:
+        for key, values in history.history.items():
+            logs.setdefault(key, []).extend(values)
+    if logs:
+        for figure, kind in zip(plot_history(logs), ("mae", "loss")):
+            figure.savefig(run.plots / f"learning_curve_{kind}.png", dpi=100)
+        results["epochs_run"] = len(logs["loss"])
+    return results
+
+
+if __name__ == "__main__":
+    main()
