@@ -16,7 +16,7 @@ from training.results import agreement_figures, predictions_table, regression_me
 from training.tables import DataError, read_table
 
 
-def main(argv=None):
+def run(argv=None):
     parser = argparse.ArgumentParser(prog="evaluate-boneage", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="a best.keras written by training.train_boneage")
     parser.add_argument("--csv", required=True, help="labelled CSV (RSNA, original or custom layout)")
@@ -66,6 +66,11 @@ def main(argv=None):
         f"r {results['test_correlation']:.3f} on {results['test_n']} images -> {output_dir / 'evaluation.json'}"
     )
     return results
+
+
+def main(argv=None):
+    """Console entry point: `run` without returning its result (a non-None return is an exit status)."""
+    run(argv)
 
 
 if __name__ == "__main__":

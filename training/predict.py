@@ -60,7 +60,7 @@ def predict_months(model, table, batch_size=32, tta_steps=0, seed=0):
     return predicted, predicted_tta
 
 
-def main(argv=None):
+def run(argv=None):
     parser = argparse.ArgumentParser(prog="predict-boneage", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="a best.keras written by training.train_boneage")
     parser.add_argument("--images", required=True, help="folder of images, or a CSV")
@@ -92,6 +92,11 @@ def main(argv=None):
     write_csv(args.output, frame)
     print(f"{len(frame)} predictions written to {args.output}")
     return frame
+
+
+def main(argv=None):
+    """Console entry point: `run` without returning its result (a non-None return is an exit status)."""
+    run(argv)
 
 
 if __name__ == "__main__":

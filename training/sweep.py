@@ -21,7 +21,7 @@ from training.results import write_csv, write_json
 COLUMNS = ("val_mae_months", "test_mae_months", "test_rmse_months", "test_correlation", "test_mae_months_tta", "epochs_run", "wall_seconds")
 
 
-def main(argv=None):
+def run(argv=None):
     parser = argparse.ArgumentParser(prog="sweep-boneage", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbones", required=True, help=f"comma-separated names from: {', '.join(BACKBONE_MAP)}")
     parser.add_argument("--sweep_dir", default="runs/sweep")
@@ -43,7 +43,7 @@ def main(argv=None):
         else:
             print(f"=== {backbone} ===")
             keras.backend.clear_session()
-            results = train_boneage.main([*train_argv, "--backbone", backbone, "--output_dir", str(output_dir)])
+            results = train_boneage.run([*train_argv, "--backbone", backbone, "--output_dir", str(output_dir)])
         rows.append({"backbone": backbone, "model_type": model_type, **{key: results.get(key) for key in COLUMNS}})
     table = pd.DataFrame(rows).sort_values("val_mae_months")
     Path(args.sweep_dir).mkdir(parents=True, exist_ok=True)
@@ -51,6 +51,11 @@ def main(argv=None):
     write_json(Path(args.sweep_dir) / "comparison.json", table.to_dict(orient="records"))
     print(table.to_string(index=False))
     return table
+
+
+def main(argv=None):
+    """Console entry point: `run` without returning its result (a non-None return is an exit status)."""
+    run(argv)
 
 
 if __name__ == "__main__":

@@ -329,7 +329,7 @@ def export_inference_model(checkpoint_model, target_mean, target_std, clahe):
     return keras.Model(inputs if len(inputs) > 1 else image, months, name=f"{checkpoint_model.name}_months")
 
 
-def main(argv=None):
+def run(argv=None):
     args = parse_args(argv)
     started = time.time()
     keras.utils.set_random_seed(args.seed)
@@ -438,6 +438,11 @@ def evaluate_and_report(args, run, inference_model, splits, histories, target_me
             figure.savefig(run.plots / f"learning_curve_{kind}.png", dpi=100)
         results["epochs_run"] = len(logs["loss"])
     return results
+
+
+def main(argv=None):
+    """Console entry point: `run` without returning its result (a non-None return is an exit status)."""
+    run(argv)
 
 
 if __name__ == "__main__":

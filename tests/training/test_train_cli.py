@@ -27,7 +27,7 @@ def finished_run(data_dir, tmp_path_factory):
     output = tmp_path_factory.mktemp("run")
     argv = ["--data_dir", str(data_dir), *TINY, "--epochs_frozen", "1", "--fine_tune", "--epochs_finetune", "1",
             "--unfreeze_layers", "2", "--output_dir", str(output)]
-    results = train_boneage.main(argv)
+    results = train_boneage.run(argv)
     return output, results, argv
 
 
@@ -70,13 +70,13 @@ def test_plots_and_logs_are_written(finished_run):
 def test_a_finished_run_is_not_overwritten(finished_run):
     _, _, argv = finished_run
     with pytest.raises(SystemExit, match="already holds a finished run"):
-        train_boneage.main(argv)
+        train_boneage.run(argv)
 
 
 def test_evaluate_reproduces_the_training_metrics(finished_run, data_dir, tmp_path):
     output, results, _ = finished_run
     csv = data_dir / phantom.TEST_CSV
-    evaluation = evaluate.main(["--model", str(output / "best.keras"), "--csv", str(csv), "--output_dir", str(tmp_path)])
+    evaluation = evaluate.run(["--model", str(output / "best.keras"), "--csv", str(csv), "--output_dir", str(tmp_path)])
     assert evaluation["test_mae_months"] == pytest.approx(results["test_mae_months"], rel=1e-5)
     assert evaluation["test_correlation"] == pytest.approx(results["test_correlation"], rel=1e-4)
     assert json.loads((tmp_path / "evaluation.json").read_text())["test_n"] == 8
@@ -85,12 +85,12 @@ def test_evaluate_reproduces_the_training_metrics(finished_run, data_dir, tmp_pa
 def test_predict_on_a_folder_with_one_sex(finished_run, data_dir, tmp_path):
     output, _, _ = finished_run
     out_csv = tmp_path / "p.csv"
-    frame = predict.main(["--model", str(output / "best.keras"), "--images", str(data_dir / phantom.TEST_DIR),
+    frame = predict.run(["--model", str(output / "best.keras"), "--images", str(data_dir / phantom.TEST_DIR),
                           "--sex", "F", "--output", str(out_csv), "--use_tta", "--tta_steps", "2"])
     assert len(frame) == 8 and (frame["male"] == 0.0).all()
     assert {"predicted_bone_age", "predicted_bone_age_tta"} <= set(pd.read_csv(out_csv).columns)
     with pytest.raises(SystemExit):
-        predict.main(["--model", str(output / "best.keras"), "--images", str(data_dir / phantom.TEST_DIR)])
+        predict.run(["--model", str(output / "best.keras"), "--images", str(data_dir / phantom.TEST_DIR)])
 
 
 def test_resume_after_an_interruption(data_dir, tmp_path, monkeypatch):
@@ -105,9 +105,9 @@ def test_resume_after_an_interruption(data_dir, tmp_path, monkeypatch):
     original = train_boneage.standard_callbacks
     monkeypatch.setattr(train_boneage, "standard_callbacks", lambda *a: original(*a) + [Crash()])
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train_boneage.main(argv)
+        train_boneage.run(argv)
     monkeypatch.setattr(train_boneage, "standard_callbacks", original)
-    results = train_boneage.main(argv)
+    results = train_boneage.run(argv)
     assert results["epochs_run"] == 1  # phase 1 skipped, phase 2 resumed at its second epoch
     assert len(pd.read_csv(tmp_path / "run" / "training_log.csv")) == 3
 
@@ -154,7 +154,7 @@ def test_check_data_reports_bad_rows(data_dir, tmp_path):
 
 
 def test_sweep_writes_one_comparison_table(data_dir, tmp_path):
-    table = sweep.main(["--backbones", "mobilenet_v2,mobilenet_v3_small", "--sweep_dir", str(tmp_path),
+    table = sweep.run(["--backbones", "mobilenet_v2,mobilenet_v3_small", "--sweep_dir", str(tmp_path),
                         "--data_dir", str(data_dir), *[f for f in TINY if f not in ("--backbone", "mobilenet_v2")],
                         "--epochs_frozen", "1", "--no-fine_tune", "--no-use_tta", "--model_type", "attn_sex"])
     assert sorted(table["backbone"]) == ["mobilenet_v2", "mobilenet_v3_small"]
