@@ -18,7 +18,7 @@ from modeling import BACKBONE_MAP
 from training import train_boneage
 from training.results import write_csv, write_json
 
-COLUMNS = ("val_mae_months", "test_mae_months", "test_rmse_months", "test_correlation", "test_mae_months_tta", "epochs_run", "wall_seconds")
+COLUMNS = ("val_mae_months", "test_mae_months", "test_rmse_months", "test_correlation", "test_mae_months_tta", "epochs_trained", "wall_seconds")
 
 
 def run(argv=None):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 
 from callbacks import (
     CLR_MODES,
@@ -359,19 +360,22 @@ def run(argv=None):
     probe = validation_probe(model, splits["val"].table.head(64), clahe=bool(args.use_clahe_val_test), **common)
     verbose = 1 if sys.stdout.isatty() else 2
 
-    histories = []
-    best_so_far = None
+    best_so_far = best_checkpoint_loss(run, val_ds)
     if args.epochs_frozen and not run.phase1_weights.exists():
         print(f"Phase 1: {args.epochs_frozen} epochs with the backbone frozen")
-        histories.append(
-            model.fit(train_ds, validation_data=val_ds, epochs=args.epochs_frozen, shuffle=False, callbacks=standard_callbacks(args, run, model, "phase1", None, probe), verbose=verbose)
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=args.epochs_frozen,
+            shuffle=False,
+            callbacks=standard_callbacks(args, run, model, "phase1", best_so_far, probe),
+            verbose=verbose,
         )
         model.save_weights(run.phase1_weights)
+        best_so_far = best_checkpoint_loss(run, val_ds)
     elif args.epochs_frozen:
         print(f"Phase 1 already finished: loading {run.phase1_weights}")
         model.load_weights(run.phase1_weights)
-    if run.checkpoint.exists():
-        best_so_far = float(keras.saving.load_model(run.checkpoint).evaluate(val_ds, verbose=0, return_dict=True)["loss"])
 
     if args.fine_tune and args.epochs_finetune:
         n_layers = 10**6 if args.unfreeze_layers < 0 else args.unfreeze_layers
@@ -379,21 +383,19 @@ def run(argv=None):
         learning_rate = args.lr * (1.0 if args.use_cyclical_lr else args.finetune_lr_factor)
         recompile(model, args, learning_rate, target_mean, target_std)
         print(f"Phase 2: {args.epochs_finetune} epochs, {trainable} backbone weight tensors trainable, lr {learning_rate:g}")
-        histories.append(
-            model.fit(
-                train_ds,
-                validation_data=val_ds,
-                epochs=args.epochs_finetune,
-                shuffle=False,
-                callbacks=standard_callbacks(args, run, model, "phase2", best_so_far, probe),
-                verbose=verbose,
-            )
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=args.epochs_finetune,
+            shuffle=False,
+            callbacks=standard_callbacks(args, run, model, "phase2", best_so_far, probe),
+            verbose=verbose,
         )
 
     checkpoint_model = keras.saving.load_model(run.checkpoint, safe_mode=True)
     inference_model = export_inference_model(checkpoint_model, target_mean, target_std, bool(args.use_clahe_val_test))
     inference_model.save(run.best)
-    results = evaluate_and_report(args, run, inference_model, splits, histories, target_mean, target_std)
+    results = evaluate_and_report(args, run, inference_model, splits, target_mean, target_std)
     results.update(
         {
             "config": {key: value for key, value in vars(args).items()},
@@ -412,7 +414,15 @@ def run(argv=None):
     return results
 
 
-def evaluate_and_report(args, run, inference_model, splits, histories, target_mean, target_std):
+def best_checkpoint_loss(run, val_ds):
+    """Validation loss of the saved best checkpoint (``None`` before there is one), so a resumed
+    or second phase only replaces it with a better model."""
+    if not run.checkpoint.exists():
+        return None
+    return float(keras.saving.load_model(run.checkpoint).evaluate(val_ds, verbose=0, return_dict=True)["loss"])
+
+
+def evaluate_and_report(args, run, inference_model, splits, target_mean, target_std):
     """Metrics in months on validation and test (with TTA if asked), prediction CSVs and plots."""
     results = {f"n_{name}": int(len(split.table)) for name, split in splits.items()}
     results["skipped_rows"] = {name: split.report.as_dict()["skipped"] for name, split in splits.items()}
@@ -429,14 +439,10 @@ def evaluate_and_report(args, run, inference_model, splits, histories, target_me
         write_csv(run.dir / f"predictions_{name}.csv", predictions_table(table, predicted, predicted_tta))
         for figure, kind in zip(agreement_figures(table["boneage"], predicted, name), ("predicted_vs_true", "bland_altman")):
             figure.savefig(run.plots / f"{name}_{kind}.png", dpi=100)
-    logs = {}
-    for history in histories:
-        for key, values in history.history.items():
-            logs.setdefault(key, []).extend(values)
-    if logs:
-        for figure, kind in zip(plot_history(logs), ("mae", "loss")):
-            figure.savefig(run.plots / f"learning_curve_{kind}.png", dpi=100)
-        results["epochs_run"] = len(logs["loss"])
+    log = pd.read_csv(run.dir / "training_log.csv")  # every epoch, across phases and restarts
+    for figure, kind in zip(plot_history(log.to_dict(orient="list")), ("mae", "loss")):
+        figure.savefig(run.plots / f"learning_curve_{kind}.png", dpi=100)
+    results["epochs_trained"] = int(len(log))
     return results
 
 
