@@ -806,9 +806,11 @@ def make_dataset(out_dir, n_train=800, n_val=200, n_test=200, img_size=128, seed
             False, or holds other files.
 
     Example:
-        >>> manifest = make_dataset("/tmp/phantom", n_train=8, n_val=4, n_test=4, img_size=64)
-        >>> manifest["splits"]["val"]["count"]
-        4
+        >>> import tempfile
+        >>> out = Path(tempfile.mkdtemp()) / "phantom"
+        >>> manifest = make_dataset(out, n_train=8, n_val=4, n_test=4, img_size=64)
+        >>> manifest["splits"]["val"]["count"], (out / "manifest.json").exists()
+        (4, True)
     """
     counts = {"train": n_train, "val": n_val, "test": n_test}
     for split, n in counts.items():

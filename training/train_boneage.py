@@ -8,12 +8,13 @@ killed part-way resumes where it stopped when the same command is started again.
 
 Outputs in ``--output_dir``: ``best.keras`` (raw pixels + sex -> months; carries image size,
 preprocessing, CLAHE and the target statistics), ``checkpoint.keras`` (the best z-score model),
-``results.json``, ``predictions_val.csv``, ``predictions_test.csv``, ``training_log.csv``,
+``results.json``, ``predictions_val.csv``, ``predictions_test.csv``, ``training_log_phase{1,2}.csv``,
 TensorBoard logs, and plots (learning curves, predicted vs true, Bland-Altman, attention maps,
 gate weights).
 """
 
 import argparse
+import functools
 import shutil
 import sys
 import time
@@ -26,6 +27,7 @@ import pandas as pd
 from callbacks import (
     CLR_MODES,
     AttentionMapLogger,
+    BackboneFreezer,
     CyclicalLearningRate,
     GateWeightLogger,
     predict_tta,
@@ -136,6 +138,12 @@ def build_parser():
     train.add_argument("--fine_tune", action=argparse.BooleanOptionalAction)
     train.add_argument("--unfreeze_layers", type=int, help="weighted backbone layers unfrozen in phase 2; -1 = all")
     train.add_argument("--finetune_lr_factor", type=float, help="phase-2 learning rate = lr x this")
+    train.add_argument(
+        "--unfreeze_schedule",
+        help="progressive unfreezing in phase 2 instead of --unfreeze_layers, e.g. 20:0.5,40:1.0 "
+        "(epoch of phase 2: fraction, or count, of weighted backbone layers)",
+    )
+    train.add_argument("--backbone_lr_multiplier", type=float, default=1.0, help="with --unfreeze_schedule: backbone LR factor")
     train.add_argument("--loss_type", choices=LOSS_NAMES, default="mae")
     train.add_argument("--huber_delta", type=float, default=1.0)
     train.add_argument("--smooth_l1_sigma", type=float, default=1.0)
@@ -196,6 +204,11 @@ def _validate(parser, args):
         args.clr_max_lr = args.clr_max_lr if args.clr_max_lr is not None else 10 * args.lr
         if args.clr_max_lr <= args.lr:
             parser.error(f"--clr_max_lr ({args.clr_max_lr}) must exceed --lr ({args.lr}), else the cycle is flat")
+    if args.unfreeze_schedule:
+        try:
+            BackboneFreezer(parse_unfreeze_schedule(args.unfreeze_schedule), args.backbone_lr_multiplier)
+        except ValueError as error:
+            parser.error(str(error))
     if args.label_noise_std < 0 or args.mixup_alpha < 0:
         parser.error("--label_noise_std and --mixup_alpha must be >= 0")
     args.weights = None if str(args.weights).lower() == "none" else args.weights
@@ -250,6 +263,18 @@ def build_model(args, target_mean, target_std):
     return model, preprocessing
 
 
+def parse_unfreeze_schedule(text):
+    """``"20:0.5,40:1.0"`` -> ``{20: 0.5, 40: 1.0}`` (a float is a fraction, an int a layer count)."""
+    schedule = {}
+    for item in text.split(","):
+        epoch, _, amount = item.partition(":")
+        try:
+            schedule[int(epoch)] = float(amount) if "." in amount else int(amount)
+        except ValueError:
+            raise ValueError(f"--unfreeze_schedule item {item!r} is not EPOCH:AMOUNT (e.g. 20:0.5)") from None
+    return schedule
+
+
 def loss_from_args(args):
     return get_loss_function(
         args.loss_type,
@@ -281,7 +306,7 @@ def standard_callbacks(args, run, model, phase, monitor_best, probe):
         keras.callbacks.ModelCheckpoint(
             run.checkpoint, monitor="val_loss", mode="min", save_best_only=True, initial_value_threshold=monitor_best
         ),
-        keras.callbacks.CSVLogger(run.dir / "training_log.csv", append=True),
+        keras.callbacks.CSVLogger(run.dir / f"training_log_{phase}.csv", append=True),
         keras.callbacks.TensorBoard(run.dir / "tensorboard"),
         keras.callbacks.TerminateOnNaN(),
     ]
@@ -358,19 +383,14 @@ def run(argv=None):
     )
     val_ds = make_dataset(splits["val"].table, clahe=bool(args.use_clahe_val_test), **common)
     probe = validation_probe(model, splits["val"].table.head(64), clahe=bool(args.use_clahe_val_test), **common)
-    verbose = 1 if sys.stdout.isatty() else 2
+    fit = functools.partial(
+        model.fit, train_ds, validation_data=val_ds, shuffle=False, verbose=1 if sys.stdout.isatty() else 2
+    )
 
     best_so_far = best_checkpoint_loss(run, val_ds)
     if args.epochs_frozen and not run.phase1_weights.exists():
         print(f"Phase 1: {args.epochs_frozen} epochs with the backbone frozen")
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=args.epochs_frozen,
-            shuffle=False,
-            callbacks=standard_callbacks(args, run, model, "phase1", best_so_far, probe),
-            verbose=verbose,
-        )
+        fit(epochs=args.epochs_frozen, callbacks=standard_callbacks(args, run, model, "phase1", best_so_far, probe))
         model.save_weights(run.phase1_weights)
         best_so_far = best_checkpoint_loss(run, val_ds)
     elif args.epochs_frozen:
@@ -378,19 +398,19 @@ def run(argv=None):
         model.load_weights(run.phase1_weights)
 
     if args.fine_tune and args.epochs_finetune:
-        n_layers = 10**6 if args.unfreeze_layers < 0 else args.unfreeze_layers
-        trainable = unfreeze_backbone_layers(model, n_layers=n_layers, freeze_batchnorm=args.bn_momentum is None)
         learning_rate = args.lr * (1.0 if args.use_cyclical_lr else args.finetune_lr_factor)
+        callbacks = standard_callbacks(args, run, model, "phase2", best_so_far, probe)
+        if args.unfreeze_schedule:
+            schedule = parse_unfreeze_schedule(args.unfreeze_schedule)
+            callbacks.insert(0, BackboneFreezer(schedule, args.backbone_lr_multiplier, freeze_batchnorm=args.bn_momentum is None, verbose=1))
+            unfrozen = f"backbone unfrozen on the schedule {schedule}"
+        else:
+            n_layers = 10**6 if args.unfreeze_layers < 0 else args.unfreeze_layers
+            trainable = unfreeze_backbone_layers(model, n_layers=n_layers, freeze_batchnorm=args.bn_momentum is None)
+            unfrozen = f"{trainable} backbone weight tensors trainable"
         recompile(model, args, learning_rate, target_mean, target_std)
-        print(f"Phase 2: {args.epochs_finetune} epochs, {trainable} backbone weight tensors trainable, lr {learning_rate:g}")
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=args.epochs_finetune,
-            shuffle=False,
-            callbacks=standard_callbacks(args, run, model, "phase2", best_so_far, probe),
-            verbose=verbose,
-        )
+        print(f"Phase 2: {args.epochs_finetune} epochs, {unfrozen}, lr {learning_rate:g}")
+        fit(epochs=args.epochs_finetune, callbacks=callbacks)
 
     checkpoint_model = keras.saving.load_model(run.checkpoint, safe_mode=True)
     inference_model = export_inference_model(checkpoint_model, target_mean, target_std, bool(args.use_clahe_val_test))
@@ -412,6 +432,18 @@ def run(argv=None):
     print("\nSummary:", ", ".join(f"{k} = {v:.3f}" if isinstance(v, float) else f"{k} = {v}" for k, v in summary.items()))
     print(f"Results: {run.results}\nModel for prediction: {run.best}\nPlots: {run.plots}")
     return results
+
+
+def read_training_log(run_dir):
+    """Every epoch of a run, both phases and any restarts, as one DataFrame with a ``phase`` column.
+
+    Each phase has its own CSV log because the phases may log different columns.
+    """
+    parts = [
+        pd.read_csv(path).assign(phase=path.stem.rsplit("_", 1)[-1])
+        for path in sorted(Path(run_dir).glob("training_log_phase*.csv"))
+    ]
+    return pd.concat(parts, ignore_index=True)
 
 
 def best_checkpoint_loss(run, val_ds):
@@ -439,7 +471,7 @@ def evaluate_and_report(args, run, inference_model, splits, target_mean, target_
         write_csv(run.dir / f"predictions_{name}.csv", predictions_table(table, predicted, predicted_tta))
         for figure, kind in zip(agreement_figures(table["boneage"], predicted, name), ("predicted_vs_true", "bland_altman")):
             figure.savefig(run.plots / f"{name}_{kind}.png", dpi=100)
-    log = pd.read_csv(run.dir / "training_log.csv")  # every epoch, across phases and restarts
+    log = read_training_log(run.dir)
     for figure, kind in zip(plot_history(log.to_dict(orient="list")), ("mae", "loss")):
         figure.savefig(run.plots / f"learning_curve_{kind}.png", dpi=100)
     results["epochs_trained"] = int(len(log))

@@ -63,8 +63,8 @@ def test_plots_and_logs_are_written(finished_run):
     for name in ("learning_curve_loss.png", "test_predicted_vs_true.png", "test_bland_altman.png", "gate_weights.png"):
         assert (output / "plots" / name).stat().st_size > 1000, name
     assert list((output / "plots" / "attention").glob("*.png"))
-    log = pd.read_csv(output / "training_log.csv")
-    assert len(log) == 2 and {"val_mae_months", "gate_mean"} <= set(log.columns)
+    log = train_boneage.read_training_log(output)
+    assert log["phase"].tolist() == ["phase1", "phase2"] and {"val_mae_months", "gate_mean"} <= set(log.columns)
 
 
 def test_a_finished_run_is_not_overwritten(finished_run):
@@ -122,12 +122,26 @@ def test_resume_after_an_interruption(data_dir, tmp_path, monkeypatch, capsys):
         (["--epochs_frozen", "0", "--no-fine_tune"], "nothing to train"),
         (["--backbone", "vgg16"], "invalid choice"),
         (["--img_size", "0"], "img_size"),
+        (["--unfreeze_schedule", "4:0.5,2:1.0"], "increasing"),
+        (["--unfreeze_schedule", "4:1.5"], "(0, 1]"),
+        (["--unfreeze_schedule", "four"], "EPOCH:AMOUNT"),
     ],
 )
 def test_bad_flags_fail_before_training(flags, message, capsys):
     with pytest.raises(SystemExit):
         train_boneage.parse_args(flags)
     assert message in capsys.readouterr().err
+
+
+def test_progressive_unfreezing_from_the_command_line(data_dir, tmp_path):
+    argv = ["--data_dir", str(data_dir), *TINY, "--epochs_frozen", "1", "--fine_tune", "--epochs_finetune", "2",
+            "--unfreeze_schedule", "1:0.5", "--backbone_lr_multiplier", "0.1", "--no-use_tta",
+            "--output_dir", str(tmp_path / "run")]
+    train_boneage.run(argv)
+    log = train_boneage.read_training_log(tmp_path / "run")
+    # phase 1 and the first phase-2 epoch: frozen; then half of the weighted backbone layers
+    assert log["backbone_trainable_weights"].fillna(0).tolist()[1] == 0
+    assert log["backbone_trainable_weights"].tolist()[2] > 0
 
 
 def test_cyclical_lr_defaults_to_a_real_cycle():
