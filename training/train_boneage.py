@@ -39,6 +39,7 @@ from modeling import (
     MAEMonths,
     create_model,
     get_loss_function,
+    list_models,
     optimizer,
     plot_history,
     unfreeze_backbone_layers,
@@ -48,14 +49,6 @@ from training.data_sources import DEFAULT_PHANTOM_DIR, add_data_arguments, ensur
 from training.pipeline import Augmentation, make_dataset
 from training.results import agreement_figures, predictions_table, regression_metrics, write_csv, write_json
 from training.tables import DataError
-
-MODEL_TYPES = {
-    "baseline": "baseline",
-    "sex": "sex",
-    "attn": "attn",
-    "attn_sex": "attn_sex",
-    "attn_sex_improved": "attn_sex_improved",
-}
 
 PRESETS = {
     # Fits in about 10 minutes on 2 CPU cores: MobileNetV2 trained from scratch on 96 px phantoms.
@@ -114,7 +107,7 @@ def build_parser():
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="defaults that other flags override")
     model = parser.add_argument_group("model")
-    model.add_argument("--model_type", choices=sorted(MODEL_TYPES))
+    model.add_argument("--model_type", choices=list_models())
     model.add_argument("--backbone", choices=sorted(BACKBONE_MAP))
     model.add_argument("--weights", help="imagenet, none, or a path to a local backbone weights file")
     model.add_argument("--activation", default="tanh", help="hidden activation of the baseline model")
@@ -255,7 +248,7 @@ def build_model(args, target_mean, target_std):
         kwargs["activation"] = args.activation
     if args.model_type in ("sex", "attn_sex", "attn_sex_improved"):
         kwargs["gender_units"] = args.gender_units
-    model = create_model(MODEL_TYPES[args.model_type], **kwargs)
+    model = create_model(args.model_type, **kwargs)
     if args.bn_momentum is not None:
         for layer in model.get_layer("backbone").layers:
             if isinstance(layer, keras.layers.BatchNormalization):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training import check_data, evaluate, phantom, predict, sweep, train_boneage
+from training import check_data, evaluate, phantom, predict, sweep, train_boneage, tune
 
 TINY = [
     "--img_size", "64", "--backbone", "mobilenet_v2", "--weights", "none", "--dense_units", "16",
@@ -176,3 +176,13 @@ def test_sweep_writes_one_comparison_table(data_dir, tmp_path):
     assert sorted(table["backbone"]) == ["mobilenet_v2", "mobilenet_v3_small"]
     saved = pd.read_csv(tmp_path / "comparison.csv")
     assert saved["val_mae_months"].is_monotonic_increasing and len(saved) == 2
+
+
+def test_tuner_searches_and_writes_the_best_hyperparameters(data_dir, tmp_path):
+    summary = tune.run(["--tuner", "random", "--max_trials", "2", "--max_epochs", "1", "--tuning_dir", str(tmp_path),
+                        "--data_dir", str(data_dir), *TINY, "--model_type", "attn_sex"])
+    saved = json.loads((tmp_path / "best_hyperparameters.json").read_text())
+    assert saved["trials"] == 2 and set(saved["best_hyperparameters"]) == {"dropout_rate", "dense_units", "gender_units", "loss_type", "lr"}
+    train_std = pd.read_csv(data_dir / phantom.TRAIN_CSV)["boneage"].std()
+    assert saved["best_val_mae_months"] == pytest.approx(saved["best_val_mae_z"] * train_std, rel=1e-6)
+    assert summary["best_val_mae_z"] == saved["best_val_mae_z"] > 0
