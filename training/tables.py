@@ -27,6 +27,7 @@ LAYOUTS = {
     "original": {"id": "id", "boneage": "boneage", "sex": "gender", "filename": "filename"},
 }
 MAX_AGE_MONTHS = 240.0
+DECODABLE_FORMATS = ("PNG", "JPEG", "BMP", "GIF")  # what tf.io.decode_image reads
 _MALE = {"1", "1.0", "true", "m", "male"}
 _FEMALE = {"0", "0.0", "false", "f", "female"}
 
@@ -204,9 +205,14 @@ def _parse_row(record, columns, image_dir, image_extension, check_images, requir
     if check_images:
         try:
             with Image.open(path) as image:
+                image_format = image.format
                 image.verify()
         except Exception as error:  # PIL raises many types for broken files
             raise _RowProblem("unreadable image", f"unreadable image {path}: {error}") from None
+        if image_format not in DECODABLE_FORMATS:
+            raise _RowProblem(
+                "unreadable image", f"image {path} is {image_format}; the pipeline reads {', '.join(DECODABLE_FORMATS)}"
+            )
     return identifier, str(path), age, male
 
 

@@ -12,6 +12,7 @@ def folder(tmp_path):
     for name in ("1", "2", "3"):
         Image.new("L", (16, 16), color=100).save(tmp_path / f"{name}.png")
     (tmp_path / "broken.png").write_bytes(b"not a png")
+    Image.new("L", (16, 16)).save(tmp_path / "scan.tif")
     return tmp_path
 
 
@@ -62,6 +63,12 @@ def test_bad_rows_name_the_file_and_line(folder, row, message):
     path = write(folder, f"id,boneage,male\n2,100,False\n{row}\n")
     with pytest.raises(DataError, match=f"table.csv, {message}"):
         read_table(path, folder)
+
+
+def test_formats_the_pipeline_cannot_decode_are_rejected_up_front(folder):
+    path = write(folder, "id,boneage,male\nscan,30,True\n")
+    with pytest.raises(DataError, match="line 2: image .*scan.tif is TIFF; the pipeline reads PNG, JPEG"):
+        read_table(path, folder, image_extension=".tif")
 
 
 def test_skipping_counts_every_problem(folder):
