@@ -46,6 +46,14 @@ from modeling import (
 )
 from modeling.layers import Denormalization
 from training.data_sources import DEFAULT_PHANTOM_DIR, add_data_arguments, ensure_phantom, load_splits
+from training.distribution import (
+    DISTRIBUTE_CHOICES,
+    check_distribute_flag,
+    dtype_policy,
+    make_strategy,
+    mixed_precision_policy,
+    strategy_scope,
+)
 from training.pipeline import Augmentation, make_dataset
 from training.results import agreement_figures, predictions_table, regression_metrics, write_csv, write_json
 from training.tables import DataError
@@ -167,6 +175,11 @@ def build_parser():
     evaluation.add_argument("--output_dir")
     evaluation.add_argument("--overwrite", action="store_true", help="replace a finished run in --output_dir")
     evaluation.add_argument("--attention_every", type=int, default=5, help="save attention overlays every N epochs")
+
+    scale = parser.add_argument_group("scale and speed")
+    scale.add_argument("--distribute", choices=DISTRIBUTE_CHOICES, default="none", help="mirrored: tf.distribute.MirroredStrategy over local devices")
+    scale.add_argument("--mixed_precision", action="store_true", help="bfloat16 on CPU, float16 on GPU; float32 outputs and losses")
+    scale.add_argument("--jit_compile", choices=("auto", "on", "off"), default="auto", help="XLA compilation of the train step")
     return parser
 
 
@@ -202,6 +215,9 @@ def _validate(parser, args):
             BackboneFreezer(parse_unfreeze_schedule(args.unfreeze_schedule), args.backbone_lr_multiplier)
         except ValueError as error:
             parser.error(str(error))
+    distribute_problem = check_distribute_flag(args.distribute)
+    if distribute_problem:
+        parser.error(distribute_problem)
     if args.label_noise_std < 0 or args.mixup_alpha < 0:
         parser.error("--label_noise_std and --mixup_alpha must be >= 0")
     args.weights = None if str(args.weights).lower() == "none" else args.weights
@@ -279,10 +295,12 @@ def loss_from_args(args):
 
 
 def recompile(model, args, learning_rate, target_mean, target_std):
+    """Compile with the original's Adam (clipnorm 1), the chosen loss and MAE in z-units and months."""
     model.compile(
         optimizer=optimizer(learning_rate, 0.9, 0.999, 1e-7, 0.0),
         loss=loss_from_args(args),
         metrics=["mae", MAEMonths(target_mean, target_std)],
+        jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile],
     )
 
 
@@ -344,15 +362,52 @@ def export_inference_model(checkpoint_model, target_mean, target_std, clahe):
             value_range=(0, 255), clip_limit=2.0, tile_grid_size=(8, 8), name="clahe"
         )(x)
     z = checkpoint_model([x, *inputs[1:]] if len(inputs) > 1 else x)
-    months = Denormalization(target_mean, target_std, name="boneage_months")(z)
+    months = Denormalization(target_mean, target_std, dtype="float32", name="boneage_months")(z)
     return keras.Model(inputs if len(inputs) > 1 else image, months, name=f"{checkpoint_model.name}_months")
 
 
 def run(argv=None):
+    """Train, evaluate and write the outputs; returns the results dictionary."""
     args = parse_args(argv)
     started = time.time()
     keras.utils.set_random_seed(args.seed)
-    run = Run(args.output_dir, args.overwrite)
+    run_files = Run(args.output_dir, args.overwrite)
+    splits, target_mean, target_std = prepare_data(args)
+    try:
+        strategy = make_strategy(args.distribute, args.batch_size)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    policy = mixed_precision_policy() if args.mixed_precision else None
+    with dtype_policy(policy):
+        preprocessing = train(args, run_files, splits, target_mean, target_std, strategy)
+        checkpoint_model = keras.saving.load_model(run_files.checkpoint, safe_mode=True)
+        inference_model = export_inference_model(checkpoint_model, target_mean, target_std, bool(args.use_clahe_val_test))
+        inference_model.save(run_files.best)
+    results = evaluate_and_report(args, run_files, inference_model, splits, target_mean, target_std)
+    results.update(
+        {
+            "config": {key: value for key, value in vars(args).items()},
+            "preprocessing": preprocessing,
+            "target_mean_months": target_mean,
+            "target_std_months": target_std,
+            "backend": keras.backend.backend(),
+            "keras_version": keras.__version__,
+            "distribute": args.distribute,
+            "replicas": strategy.num_replicas_in_sync if strategy is not None else 1,
+            "mixed_precision": policy,
+            "jit_compile": args.jit_compile,
+            "wall_seconds": round(time.time() - started, 1),
+        }
+    )
+    write_json(run_files.results, results)
+    summary = {key: results[key] for key in ("val_mae_months", "test_mae_months", "test_mae_months_tta", "test_correlation", "wall_seconds") if key in results}
+    print("\nSummary:", ", ".join(f"{k} = {v:.3f}" if isinstance(v, float) else f"{k} = {v}" for k, v in summary.items()))
+    print(f"Results: {run_files.results}\nModel for prediction: {run_files.best}\nPlots: {run_files.plots}")
+    return results
+
+
+def prepare_data(args):
+    """The checked splits (building the phantom first when no data is given) and target statistics."""
     if not any(getattr(args, f"{s}_csv") for s in ("train", "val", "test")) and not args.data_dir:
         args.data_dir = str(
             ensure_phantom(
@@ -363,16 +418,21 @@ def run(argv=None):
         splits = load_splits(args)
     except DataError as error:
         raise SystemExit(f"Data error: {error}") from None
-    train_table = splits["train"].table
-    target_mean, target_std = float(train_table["boneage"].mean()), float(train_table["boneage"].std(ddof=1))
     for split in splits.values():
         print(f"{split.name}: {split.report.rows_kept} images from {split.csv} (skipped: {split.report.as_dict()['skipped']})")
+    ages = splits["train"].table["boneage"]
+    return splits, float(ages.mean()), float(ages.std(ddof=1))
 
-    model, preprocessing = build_model(args, target_mean, target_std)
+
+def train(args, run, splits, target_mean, target_std, strategy):
+    """Phase 1 (backbone frozen) and phase 2 (fine-tuning), resuming what a killed run left."""
+    with strategy_scope(strategy):
+        model, preprocessing = build_model(args, target_mean, target_std)
+        recompile(model, args, args.lr, target_mean, target_std)
     augmentation = Augmentation(brightness=args.augment_brightness, contrast=args.augment_contrast)
     common = dict(img_size=args.img_size, batch_size=args.batch_size, target_mean=target_mean, target_std=target_std, interpolation=args.interpolation, seed=args.seed)
     train_ds = make_dataset(
-        train_table, training=True, augmentation=augmentation, mixup_alpha=args.mixup_alpha, label_noise_std=args.label_noise_std, **common
+        splits["train"].table, training=True, augmentation=augmentation, mixup_alpha=args.mixup_alpha, label_noise_std=args.label_noise_std, **common
     )
     val_ds = make_dataset(splits["val"].table, clahe=bool(args.use_clahe_val_test), **common)
     probe = validation_probe(model, splits["val"].table.head(64), clahe=bool(args.use_clahe_val_test), **common)
@@ -401,30 +461,11 @@ def run(argv=None):
             n_layers = 10**6 if args.unfreeze_layers < 0 else args.unfreeze_layers
             trainable = unfreeze_backbone_layers(model, n_layers=n_layers, freeze_batchnorm=args.bn_momentum is None)
             unfrozen = f"{trainable} backbone weight tensors trainable"
-        recompile(model, args, learning_rate, target_mean, target_std)
+        with strategy_scope(strategy):
+            recompile(model, args, learning_rate, target_mean, target_std)
         print(f"Phase 2: {args.epochs_finetune} epochs, {unfrozen}, lr {learning_rate:g}")
         fit(epochs=args.epochs_finetune, callbacks=callbacks)
-
-    checkpoint_model = keras.saving.load_model(run.checkpoint, safe_mode=True)
-    inference_model = export_inference_model(checkpoint_model, target_mean, target_std, bool(args.use_clahe_val_test))
-    inference_model.save(run.best)
-    results = evaluate_and_report(args, run, inference_model, splits, target_mean, target_std)
-    results.update(
-        {
-            "config": {key: value for key, value in vars(args).items()},
-            "preprocessing": preprocessing,
-            "target_mean_months": target_mean,
-            "target_std_months": target_std,
-            "backend": keras.backend.backend(),
-            "keras_version": keras.__version__,
-            "wall_seconds": round(time.time() - started, 1),
-        }
-    )
-    write_json(run.results, results)
-    summary = {key: results[key] for key in ("val_mae_months", "test_mae_months", "test_mae_months_tta", "test_correlation", "wall_seconds") if key in results}
-    print("\nSummary:", ", ".join(f"{k} = {v:.3f}" if isinstance(v, float) else f"{k} = {v}" for k, v in summary.items()))
-    print(f"Results: {run.results}\nModel for prediction: {run.best}\nPlots: {run.plots}")
-    return results
+    return preprocessing
 
 
 def read_training_log(run_dir):

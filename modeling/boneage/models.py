@@ -156,7 +156,7 @@ def attn_model(
     x = keras.layers.Dense(dense_units, activation="relu", name="head_dense_1")(x)
     x = keras.layers.Dense(dense_units, activation="relu", name="head_dense_2")(x)
     x = keras.layers.Dropout(0.4 * dropout_rate, name="head_dropout")(x)
-    output = keras.layers.Dense(1, name="boneage_z")(x)
+    output = keras.layers.Dense(1, dtype="float32", name="boneage_z")(x)
     return _compile(keras.Model(image, output, name="attn_model"), optim, metric, loss)
 
 
@@ -290,7 +290,8 @@ def _joint_head(image_vector, sex_vector, widths, dropout_rate):
 
 
 def _output_layer(x):
-    return keras.layers.Dense(1, kernel_initializer="glorot_uniform", name="boneage_z")(x)
+    """The linear z-score output, kept in float32 under a mixed-precision policy."""
+    return keras.layers.Dense(1, kernel_initializer="glorot_uniform", dtype="float32", name="boneage_z")(x)
 
 
 def _initializer_for(activation):

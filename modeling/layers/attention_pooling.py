@@ -16,7 +16,8 @@ class AttentionWeightedPooling(keras.layers.Layer):
     ``tanh`` lie in (-1, 1), so the denominator can approach zero. Here a
     denominator whose magnitude is below ``epsilon`` is replaced by
     ``+-epsilon`` (keeping its sign, zero counting as positive); every other
-    value is divided exactly as before.
+    value is divided exactly as before. The division runs in float32 under
+    mixed precision too.
 
     Args:
         epsilon: smallest magnitude allowed for the denominator.
@@ -38,12 +39,14 @@ class AttentionWeightedPooling(keras.layers.Layer):
         self.epsilon = float(epsilon)
 
     def call(self, inputs):
-        features, attention = inputs
+        # The ratio is computed in float32 even under mixed precision: a small
+        # denominator in bfloat16/float16 would lose most of its digits.
+        features, attention = (ops.cast(x, "float32") for x in inputs)
         numerator = ops.mean(features * attention, axis=(1, 2))
         denominator = ops.mean(attention, axis=(1, 2))
         sign = ops.where(denominator < 0, -1.0, 1.0)
         guarded = ops.where(ops.abs(denominator) < self.epsilon, sign * self.epsilon, denominator)
-        return numerator / guarded
+        return ops.cast(numerator / guarded, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         features_shape, attention_shape = input_shape
