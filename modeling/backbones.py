@@ -161,7 +161,7 @@ def unfreeze_backbone_layers(model, n_layers=2, freeze_batchnorm=True):
         if layer.weights
         and not (freeze_batchnorm and isinstance(layer, keras.layers.BatchNormalization))
     ]
-    unfrozen = {id(layer) for layer in candidates[len(candidates) - int(n_layers) :]}
+    unfrozen = {id(layer) for layer in candidates[max(0, len(candidates) - int(n_layers)) :]}
     for layer in backbone.layers:
         layer.trainable = id(layer) in unfrozen
     return len(backbone.trainable_weights)

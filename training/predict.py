@@ -49,10 +49,17 @@ def images_table(images, sex=None, image_dir=None, sex_column=None, id_column=No
     return table
 
 
-def predict_months(model, table, batch_size=32, tta_steps=0, seed=0):
-    """Predictions in months (and with TTA when ``tta_steps`` > 0) for the rows of ``table``."""
+def predict_months(model, table, batch_size=32, tta_steps=0, seed=42):
+    """Predictions in months (and with TTA when ``tta_steps`` > 0) for the rows of ``table``.
+
+    Images are resized with the method the model was trained with (its ``"resize"`` layer).
+    """
     img_size = model.inputs[0].shape[1]
-    dataset = make_dataset(table.fillna({"boneage": 0.0}), img_size, batch_size, target_mean=0.0, target_std=1.0, cache=False)
+    names = [layer.name for layer in model.layers]
+    interpolation = model.get_layer("resize").interpolation if "resize" in names else "bilinear"
+    dataset = make_dataset(
+        table.fillna({"boneage": 0.0}), img_size, batch_size, target_mean=0.0, target_std=1.0, cache=False, interpolation=interpolation
+    )
     if len(model.inputs) == 1:
         dataset = dataset.map(lambda inputs, z: ({"image": inputs["image"]}, z))
     predicted = model.predict(dataset, verbose=0)[:, 0]

@@ -22,7 +22,7 @@ COLUMNS = ("val_mae_months", "test_mae_months", "test_rmse_months", "test_correl
 
 
 def run(argv=None):
-    parser = argparse.ArgumentParser(prog="sweep-boneage", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="sweep-boneage", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--backbones", required=True, help=f"comma-separated names from: {', '.join(BACKBONE_MAP)}")
     parser.add_argument("--sweep_dir", default="runs/sweep")
     args, train_argv = parser.parse_known_args(argv)

@@ -27,7 +27,7 @@ LAYOUTS = {
     "original": {"id": "id", "boneage": "boneage", "sex": "gender", "filename": "filename"},
 }
 MAX_AGE_MONTHS = 240.0
-DECODABLE_FORMATS = ("PNG", "JPEG", "BMP", "GIF")  # what tf.io.decode_image reads
+DECODABLE_FORMATS = ("PNG", "JPEG")  # what the pipeline decodes as one grey channel
 _MALE = {"1", "1.0", "true", "m", "male"}
 _FEMALE = {"0", "0.0", "false", "f", "female"}
 
@@ -206,7 +206,8 @@ def _parse_row(record, columns, image_dir, image_extension, check_images, requir
         try:
             with Image.open(path) as image:
                 image_format = image.format
-                image.verify()
+                # PNG's verify() checks every chunk's CRC; for JPEG it checks nothing, so decode it.
+                image.verify() if image_format == "PNG" else image.load()
         except Exception as error:  # PIL raises many types for broken files
             raise _RowProblem("unreadable image", f"unreadable image {path}: {error}") from None
         if image_format not in DECODABLE_FORMATS:

@@ -15,6 +15,7 @@ gate weights).
 
 import argparse
 import functools
+import json
 import shutil
 import sys
 import time
@@ -55,7 +56,7 @@ from training.distribution import (
     strategy_scope,
 )
 from training.pipeline import Augmentation, make_dataset
-from training.results import agreement_figures, predictions_table, regression_metrics, write_csv, write_json
+from training.results import agreement_figures, predictions_table, regression_metrics, to_builtin, write_csv, write_json
 from training.tables import DataError
 
 PRESETS = {
@@ -129,7 +130,12 @@ def build_parser():
         default="backbone",
         help="pixel scaling: what the backbone's ImageNet weights expect, or the original's Xception scaling for all",
     )
-    model.add_argument("--bn_momentum", type=float, help="momentum of the backbone's BatchNorm layers (from-scratch training)")
+    model.add_argument(
+        "--bn_momentum",
+        type=float,
+        help="momentum of the backbone's BatchNorm layers, for training from scratch; when set, those layers "
+        "also train in phase 2 instead of staying frozen",
+    )
 
     train = parser.add_argument_group("training")
     train.add_argument("--lr", type=float)
@@ -215,6 +221,10 @@ def _validate(parser, args):
             BackboneFreezer(parse_unfreeze_schedule(args.unfreeze_schedule), args.backbone_lr_multiplier)
         except ValueError as error:
             parser.error(str(error))
+    if args.unfreeze_schedule and args.distribute != "none":
+        parser.error("--unfreeze_schedule cannot be combined with --distribute mirrored (its optimizer rebuild is not mirrored)")
+    if args.backbone_lr_multiplier != 1.0 and not args.unfreeze_schedule:
+        parser.error("--backbone_lr_multiplier works with --unfreeze_schedule only")
     distribute_problem = check_distribute_flag(args.distribute)
     if distribute_problem:
         parser.error(distribute_problem)
@@ -223,10 +233,14 @@ def _validate(parser, args):
     args.weights = None if str(args.weights).lower() == "none" else args.weights
 
 
-class Run:
-    """The files of one run and what survives a restart (phase-1 weights, best value so far)."""
+# Flags that may differ when a killed run is started again (they do not change what is trained).
+_RESUME_INDEPENDENT = {"overwrite", "output_dir", "attention_every", "use_tta", "tta_steps"}
 
-    def __init__(self, output_dir, overwrite):
+
+class Run:
+    """The files of one run and what survives a restart (phase weights, configuration)."""
+
+    def __init__(self, output_dir, overwrite, config):
         self.dir = Path(output_dir)
         self.results = self.dir / "results.json"
         if self.results.exists():
@@ -239,9 +253,25 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint = self.dir / "checkpoint.keras"
         self.best = self.dir / "best.keras"
-        self.phase1_weights = self.dir / "phase1_final.weights.h5"
+        self.phase_weights = {phase: self.dir / f"{phase}_final.weights.h5" for phase in ("phase1", "phase2")}
         self.plots = self.dir / "plots"
         self.plots.mkdir(exist_ok=True)
+        self._check_same_config(config)
+
+    def _check_same_config(self, config):
+        """Refuse to resume a run that was started with other training settings."""
+        path = self.dir / "run_config.json"
+        current = {key: value for key, value in config.items() if key not in _RESUME_INDEPENDENT}
+        if path.exists():
+            previous = json.loads(path.read_text())
+            changed = sorted(key for key in set(previous) | set(current) if previous.get(key) != current.get(key))
+            if changed:
+                raise SystemExit(
+                    f"{self.dir} holds an unfinished run started with other settings ({', '.join(changed)}). "
+                    "Start it again with the same flags to resume, or choose another --output_dir."
+                )
+        else:
+            write_json(path, current)
 
     def backup_dir(self, phase):
         return self.dir / "backup" / phase
@@ -308,17 +338,17 @@ def standard_callbacks(args, run, model, phase, monitor_best, probe):
     """Checkpointing, logging, LR control and the interpretability loggers for one phase."""
     callbacks = []
     if _has_layer(model, "fusion_gate"):
-        callbacks.append(GateWeightLogger(probe, run.plots, log_dir=run.dir / "tensorboard"))
+        callbacks.append(GateWeightLogger(probe, run.plots / phase, log_dir=run.dir / "tensorboard" / phase))
     if _has_layer(model, "attention_map"):
         first_images = {name: value[:4] for name, value in probe.items()}
-        callbacks.append(AttentionMapLogger(first_images, run.plots / "attention", every=args.attention_every))
+        callbacks.append(AttentionMapLogger(first_images, run.plots / "attention" / phase, every=args.attention_every))
     callbacks += [
         keras.callbacks.BackupAndRestore(run.backup_dir(phase)),
         keras.callbacks.ModelCheckpoint(
             run.checkpoint, monitor="val_loss", mode="min", save_best_only=True, initial_value_threshold=monitor_best
         ),
         keras.callbacks.CSVLogger(run.dir / f"training_log_{phase}.csv", append=True),
-        keras.callbacks.TensorBoard(run.dir / "tensorboard"),
+        keras.callbacks.TensorBoard(run.dir / "tensorboard" / phase),
         keras.callbacks.TerminateOnNaN(),
     ]
     if args.use_cyclical_lr:
@@ -352,11 +382,16 @@ def _has_layer(model, name):
     return any(layer.name == name for layer in model.layers)
 
 
-def export_inference_model(checkpoint_model, target_mean, target_std, clahe):
-    """Raw pixels and sex in, months out; CLAHE inside when validation/test images used it."""
+def export_inference_model(checkpoint_model, target_mean, target_std, clahe, interpolation):
+    """Raw pixels and sex in, months out; CLAHE inside when validation/test images used it.
+
+    The first layer, ``"resize"``, is an identity at the model's size that records the resize
+    method training used, so prediction resizes images the same way.
+    """
     image = keras.Input(checkpoint_model.inputs[0].shape[1:], name="image")
     inputs = [image] + [keras.Input(i.shape[1:], name=i.name) for i in checkpoint_model.inputs[1:]]
-    x = image
+    height, width = image.shape[1:3]
+    x = keras.layers.Resizing(height, width, interpolation=interpolation, name="resize")(image)
     if clahe:
         x = keras.layers.ContrastLimitedAdaptiveHistogramEqualization(
             value_range=(0, 255), clip_limit=2.0, tile_grid_size=(8, 8), name="clahe"
@@ -371,7 +406,7 @@ def run(argv=None):
     args = parse_args(argv)
     started = time.time()
     keras.utils.set_random_seed(args.seed)
-    run_files = Run(args.output_dir, args.overwrite)
+    run_files = Run(args.output_dir, args.overwrite, to_builtin(vars(args)))
     splits, target_mean, target_std = prepare_data(args)
     try:
         strategy = make_strategy(args.distribute, args.batch_size)
@@ -381,7 +416,9 @@ def run(argv=None):
     with dtype_policy(policy):
         preprocessing = train(args, run_files, splits, target_mean, target_std, strategy)
         checkpoint_model = keras.saving.load_model(run_files.checkpoint, safe_mode=True)
-        inference_model = export_inference_model(checkpoint_model, target_mean, target_std, bool(args.use_clahe_val_test))
+        inference_model = export_inference_model(
+            checkpoint_model, target_mean, target_std, bool(args.use_clahe_val_test), args.interpolation
+        )
         inference_model.save(run_files.best)
     results = evaluate_and_report(args, run_files, inference_model, splits, target_mean, target_std)
     results.update(
@@ -404,6 +441,28 @@ def run(argv=None):
     print("\nSummary:", ", ".join(f"{k} = {v:.3f}" if isinstance(v, float) else f"{k} = {v}" for k, v in summary.items()))
     print(f"Results: {run_files.results}\nModel for prediction: {run_files.best}\nPlots: {run_files.plots}")
     return results
+
+
+def dataset_options(args, target_mean, target_std):
+    """`make_dataset` arguments every split shares."""
+    return dict(
+        img_size=args.img_size,
+        batch_size=args.batch_size,
+        target_mean=target_mean,
+        target_std=target_std,
+        interpolation=args.interpolation,
+        seed=args.seed,
+    )
+
+
+def training_options(args):
+    """`make_dataset` arguments of the training split: augmentation, mixup, label noise."""
+    return dict(
+        training=True,
+        augmentation=Augmentation(brightness=args.augment_brightness, contrast=args.augment_contrast),
+        mixup_alpha=args.mixup_alpha,
+        label_noise_std=args.label_noise_std,
+    )
 
 
 def prepare_data(args):
@@ -429,11 +488,8 @@ def train(args, run, splits, target_mean, target_std, strategy):
     with strategy_scope(strategy):
         model, preprocessing = build_model(args, target_mean, target_std)
         recompile(model, args, args.lr, target_mean, target_std)
-    augmentation = Augmentation(brightness=args.augment_brightness, contrast=args.augment_contrast)
-    common = dict(img_size=args.img_size, batch_size=args.batch_size, target_mean=target_mean, target_std=target_std, interpolation=args.interpolation, seed=args.seed)
-    train_ds = make_dataset(
-        splits["train"].table, training=True, augmentation=augmentation, mixup_alpha=args.mixup_alpha, label_noise_std=args.label_noise_std, **common
-    )
+    common = dataset_options(args, target_mean, target_std)
+    train_ds = make_dataset(splits["train"].table, **training_options(args), **common)
     val_ds = make_dataset(splits["val"].table, clahe=bool(args.use_clahe_val_test), **common)
     probe = validation_probe(model, splits["val"].table.head(64), clahe=bool(args.use_clahe_val_test), **common)
     fit = functools.partial(
@@ -441,16 +497,18 @@ def train(args, run, splits, target_mean, target_std, strategy):
     )
 
     best_so_far = best_checkpoint_loss(run, val_ds)
-    if args.epochs_frozen and not run.phase1_weights.exists():
+    if args.epochs_frozen and not run.phase_weights["phase1"].exists():
         print(f"Phase 1: {args.epochs_frozen} epochs with the backbone frozen")
         fit(epochs=args.epochs_frozen, callbacks=standard_callbacks(args, run, model, "phase1", best_so_far, probe))
-        model.save_weights(run.phase1_weights)
+        model.save_weights(run.phase_weights["phase1"])
         best_so_far = best_checkpoint_loss(run, val_ds)
     elif args.epochs_frozen:
-        print(f"Phase 1 already finished: loading {run.phase1_weights}")
-        model.load_weights(run.phase1_weights)
+        print(f"Phase 1 already finished: loading {run.phase_weights['phase1']}")
+        model.load_weights(run.phase_weights["phase1"])
 
-    if args.fine_tune and args.epochs_finetune:
+    if args.fine_tune and args.epochs_finetune and run.phase_weights["phase2"].exists():
+        print(f"Phase 2 already finished ({run.phase_weights['phase2']}): evaluating")
+    elif args.fine_tune and args.epochs_finetune:
         learning_rate = args.lr * (1.0 if args.use_cyclical_lr else args.finetune_lr_factor)
         callbacks = standard_callbacks(args, run, model, "phase2", best_so_far, probe)
         if args.unfreeze_schedule:
@@ -465,6 +523,7 @@ def train(args, run, splits, target_mean, target_std, strategy):
             recompile(model, args, learning_rate, target_mean, target_std)
         print(f"Phase 2: {args.epochs_finetune} epochs, {unfrozen}, lr {learning_rate:g}")
         fit(epochs=args.epochs_finetune, callbacks=callbacks)
+        model.save_weights(run.phase_weights["phase2"])
     return preprocessing
 
 
@@ -492,7 +551,7 @@ def evaluate_and_report(args, run, inference_model, splits, target_mean, target_
     """Metrics in months on validation and test (with TTA if asked), prediction CSVs and plots."""
     results = {f"n_{name}": int(len(split.table)) for name, split in splits.items()}
     results["skipped_rows"] = {name: split.report.as_dict()["skipped"] for name, split in splits.items()}
-    common = dict(img_size=args.img_size, batch_size=args.batch_size, target_mean=target_mean, target_std=target_std, interpolation=args.interpolation, seed=args.seed)
+    common = dataset_options(args, target_mean, target_std)
     for name in ("val", "test"):
         table = splits[name].table
         dataset = make_dataset(table, **common)  # CLAHE, if used, is inside the exported model
@@ -500,8 +559,11 @@ def evaluate_and_report(args, run, inference_model, splits, target_mean, target_
         results.update(regression_metrics(table["boneage"], predicted, table["male"], prefix=f"{name}_"))
         predicted_tta = None
         if args.use_tta:
-            predicted_tta = predict_tta(inference_model, dataset, n=args.tta_steps, seed=args.seed)[:, 0]
-            results.update({f"{key}_tta": value for key, value in regression_metrics(table["boneage"], predicted_tta, prefix=f"{name}_").items() if key != f"{name}_n"})
+            # n views of every image go through the model together: keep that pass near one batch
+            small_batches = make_dataset(table, **(common | {"batch_size": max(1, args.batch_size // args.tta_steps)}))
+            predicted_tta = predict_tta(inference_model, small_batches, n=args.tta_steps, seed=args.seed)[:, 0]
+            metrics = regression_metrics(table["boneage"], predicted_tta, table["male"], prefix=f"{name}_")
+            results.update({f"{key}_tta": value for key, value in metrics.items() if key != f"{name}_n"})
         write_csv(run.dir / f"predictions_{name}.csv", predictions_table(table, predicted, predicted_tta))
         for figure, kind in zip(agreement_figures(table["boneage"], predicted, name), ("predicted_vs_true", "bland_altman")):
             figure.savefig(run.plots / f"{name}_{kind}.png", dpi=100)

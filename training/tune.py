@@ -15,10 +15,10 @@ from pathlib import Path
 import keras
 import keras_tuner
 
-from modeling import MAEMonths, get_loss_function, optimizer, unfreeze_backbone_layers
+from modeling import unfreeze_backbone_layers
 from training import train_boneage
 from training.data_sources import DEFAULT_PHANTOM_DIR, ensure_phantom, load_splits
-from training.pipeline import Augmentation, make_dataset
+from training.pipeline import make_dataset
 from training.results import write_json
 
 TUNERS = ("hyperband", "bayesian", "random")
@@ -43,11 +43,7 @@ class BoneAgeHyperModel(keras_tuner.HyperModel):
         model, _ = train_boneage.build_model(args, self.target_mean, self.target_std)
         if args.fine_tune:  # trials train the whole backbone, as the CPU preset does
             unfreeze_backbone_layers(model, n_layers=10**6, freeze_batchnorm=args.bn_momentum is None)
-        model.compile(
-            optimizer=optimizer(learning_rate, 0.9, 0.999, 1e-7, 0.0),
-            loss=get_loss_function(args.loss_type),
-            metrics=["mae", MAEMonths(self.target_mean, self.target_std)],
-        )
+        train_boneage.recompile(model, args, learning_rate, self.target_mean, self.target_std)
         return model
 
 
@@ -83,8 +79,8 @@ def run(argv=None):
     splits = load_splits(args, ("train", "val"))
     train_table = splits["train"].table
     mean, std = float(train_table["boneage"].mean()), float(train_table["boneage"].std(ddof=1))
-    common = dict(img_size=args.img_size, batch_size=args.batch_size, target_mean=mean, target_std=std, seed=args.seed)
-    train_ds = make_dataset(train_table, training=True, augmentation=Augmentation(), **common)
+    common = train_boneage.dataset_options(args, mean, std)
+    train_ds = make_dataset(train_table, **train_boneage.training_options(args), **common)
     val_ds = make_dataset(splits["val"].table, clahe=bool(args.use_clahe_val_test), **common)
 
     tuner = make_tuner(own.tuner, BoneAgeHyperModel(args, mean, std), own.tuning_dir, own.max_trials, own.max_epochs, args.seed)

@@ -77,4 +77,6 @@ def test_unfreeze_backbone_layers_really_trains_the_last_layers():
     assert changed == {w.path for w in backbone.trainable_weights}
 
     assert unfreeze_backbone_layers(model, n_layers=0) == 0
+    # more layers than the backbone has (but fewer than twice as many): all of them
+    assert unfreeze_backbone_layers(model, n_layers=5) == 6
     assert unfreeze_backbone_layers(model, n_layers=99, freeze_batchnorm=False) == len(backbone.weights) - 2

@@ -71,9 +71,10 @@ def test_mixed_precision_keeps_float32_outputs_and_weights():
     assert {w.dtype for w in model.trainable_weights} == {"float32"}
     logs = model.train_on_batch(inputs, rng.normal(size=(5, 1)).astype("float32"), return_dict=True)
     assert np.isfinite(logs["loss"])
-    assert distribution.mixed_precision_policy() == "mixed_bfloat16"  # no GPU here
+    assert distribution.mixed_precision_policy() in ("mixed_bfloat16", "mixed_float16")
 
 
-def test_scale_flags_reach_the_results(monkeypatch):
-    args = train_boneage.parse_args(["--mixed_precision", "--jit_compile", "off"])
-    assert args.mixed_precision and args.jit_compile == "off" and args.distribute == "none"
+def test_progressive_unfreezing_is_refused_under_mirrored(capsys):
+    with pytest.raises(SystemExit):
+        train_boneage.parse_args(["--distribute", "mirrored", "--unfreeze_schedule", "2:1.0"])
+    assert "--unfreeze_schedule cannot be combined with --distribute mirrored" in capsys.readouterr().err

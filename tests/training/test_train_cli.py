@@ -26,7 +26,7 @@ def data_dir(tmp_path_factory):
 def finished_run(data_dir, tmp_path_factory):
     output = tmp_path_factory.mktemp("run")
     argv = ["--data_dir", str(data_dir), *TINY, "--epochs_frozen", "1", "--fine_tune", "--epochs_finetune", "1",
-            "--unfreeze_layers", "2", "--output_dir", str(output)]
+            "--unfreeze_layers", "2", "--interpolation", "nearest", "--output_dir", str(output)]
     results = train_boneage.run(argv)
     return output, results, argv
 
@@ -46,8 +46,10 @@ def test_results_json_holds_the_metrics_of_the_prediction_csv(finished_run):
 
 
 def test_saved_model_predicts_months_from_raw_pixels(finished_run, data_dir):
-    output, results, _ = finished_run
+    output, results, argv = finished_run
+    assert "--interpolation" in argv and "nearest" in argv  # a non-default the model must carry
     model = keras.saving.load_model(output / "best.keras", safe_mode=True)
+    assert model.get_layer("resize").interpolation == "nearest"
     assert model.output.shape == (None, 1) and model.inputs[0].shape == (None, 64, 64, 3)
     layers = {layer.name for layer in model.layers}
     assert "boneage_months" in layers
@@ -60,9 +62,11 @@ def test_saved_model_predicts_months_from_raw_pixels(finished_run, data_dir):
 
 def test_plots_and_logs_are_written(finished_run):
     output, _, _ = finished_run
-    for name in ("learning_curve_loss.png", "test_predicted_vs_true.png", "test_bland_altman.png", "gate_weights.png"):
+    for name in ("learning_curve_loss.png", "test_predicted_vs_true.png", "test_bland_altman.png",
+                 "phase1/gate_weights.png", "phase2/gate_weights.png"):
         assert (output / "plots" / name).stat().st_size > 1000, name
-    assert list((output / "plots" / "attention").glob("*.png"))
+    assert list((output / "plots" / "attention" / "phase1").glob("*.png"))
+    assert list((output / "plots" / "attention" / "phase2").glob("*.png"))
     log = train_boneage.read_training_log(output)
     assert log["phase"].tolist() == ["phase1", "phase2"] and {"val_mae_months", "gate_mean"} <= set(log.columns)
 
@@ -114,6 +118,21 @@ def test_resume_after_an_interruption(data_dir, tmp_path, monkeypatch, capsys):
     assert results["epochs_trained"] == 3
 
 
+def test_a_run_killed_after_training_only_re_evaluates(data_dir, tmp_path, capsys):
+    argv = ["--data_dir", str(data_dir), *TINY, "--epochs_frozen", "1", "--fine_tune", "--epochs_finetune", "1",
+            "--output_dir", str(tmp_path / "run"), "--no-use_tta"]
+    first = train_boneage.run(argv)
+    (tmp_path / "run" / "results.json").unlink()  # as if killed while evaluating
+    capsys.readouterr()
+    second = train_boneage.run(argv)
+    assert "Phase 2 already finished" in capsys.readouterr().out
+    assert second["epochs_trained"] == 2
+    assert second["test_mae_months"] == pytest.approx(first["test_mae_months"], rel=1e-6)
+    (tmp_path / "run" / "results.json").unlink()
+    with pytest.raises(SystemExit, match="started with other settings \\(lr\\)"):
+        train_boneage.run([*argv, "--lr", "0.01"])
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -122,6 +141,7 @@ def test_resume_after_an_interruption(data_dir, tmp_path, monkeypatch, capsys):
         (["--epochs_frozen", "0", "--no-fine_tune"], "nothing to train"),
         (["--backbone", "vgg16"], "invalid choice"),
         (["--img_size", "0"], "img_size"),
+        (["--backbone_lr_multiplier", "0.1"], "works with --unfreeze_schedule only"),
         (["--unfreeze_schedule", "4:0.5,2:1.0"], "increasing"),
         (["--unfreeze_schedule", "4:1.5"], "(0, 1]"),
         (["--unfreeze_schedule", "four"], "EPOCH:AMOUNT"),
