@@ -75,6 +75,16 @@ class GateWeightLogger(keras.callbacks.Callback):
         self._use_tensorboard = False
         self._writer = None
 
+    def get_config(self):
+        """The logger's settings (the validation data itself is not part of the config)."""
+        return {
+            "output_dir": self.output_dir,
+            "layer_name": self.layer_name,
+            "bins": len(self.bin_edges) - 1,
+            "batch_size": self.batch_size,
+            "log_dir": self.log_dir,
+        }
+
     def on_train_begin(self, logs=None):
         self._gate_model = _output_model(self.model, self.layer_name, "GateWeightLogger", "a gated fusion")
         os.makedirs(self.output_dir, exist_ok=True)
@@ -194,6 +204,15 @@ class AttentionMapLogger(keras.callbacks.Callback):
         self.saved = []
         self._map_model = None
         self._arrays = None
+
+    def get_config(self):
+        """The logger's settings (the images themselves are not part of the config)."""
+        return {
+            "output_dir": self.output_dir,
+            "every": self.every,
+            "layer_name": self.layer_name,
+            "max_images": self.max_images,
+        }
 
     def on_train_begin(self, logs=None):
         self._map_model = _output_model(

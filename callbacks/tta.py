@@ -151,6 +151,20 @@ class TestTimeAugmentation(keras.callbacks.Callback):
             names.append("val_tta_mae_months")
         return names
 
+    def get_config(self):
+        """The callback's settings (the validation data itself is not part of the config)."""
+        return {
+            "epochs": None if self.epochs is None else list(self.epochs),
+            "transforms": [transform.get_config() | {"class_name": type(transform).__name__} for transform in self.transforms],
+            "n": self.n,
+            "seed": self.seed,
+            "reduce": self.reduce,
+            "batch_size": self.batch_size,
+            "fill_mode": self.fill_mode,
+            "boneage_mean": self.boneage_mean,
+            "boneage_std": self.boneage_std,
+        }
+
     def on_train_begin(self, logs=None):
         self.results = {}
         self._last_epoch = None

@@ -91,3 +91,21 @@ def test_bad_arguments_fail(tmp_path):
         GateWeightLogger(inputs, tmp_path, bins=0)
     with pytest.raises(ValueError, match="every"):
         AttentionMapLogger(inputs, tmp_path, every=0)
+
+
+def test_logger_and_tta_configs_are_plain_json(tmp_path):
+    import json
+
+    import numpy as np
+
+    from callbacks import AttentionMapLogger, GateWeightLogger, Rotation, TestTimeAugmentation
+
+    inputs = [np.zeros((2, 32, 32, 3), "float32"), np.ones((2, 1), "float32")]
+    gate = GateWeightLogger(inputs, tmp_path / "gate", bins=5, log_dir=tmp_path / "tb")
+    attention = AttentionMapLogger(inputs, tmp_path / "maps", every=3, max_images=2)
+    tta = TestTimeAugmentation((inputs, np.zeros((2, 1))), epochs=[4, 1], transforms=[Rotation(3.0)], n=4, boneage_std=28.0)
+    assert json.loads(json.dumps(gate.get_config()))["bins"] == 5
+    assert attention.get_config() == {"output_dir": str(tmp_path / "maps"), "every": 3, "layer_name": "attention_map", "max_images": 2}
+    config = json.loads(json.dumps(tta.get_config()))
+    assert config["epochs"] == [1, 4] and config["n"] == 4 and config["boneage_std"] == 28.0
+    assert config["transforms"] == [{"max_degrees": 3.0, "class_name": "Rotation"}]
