@@ -71,17 +71,7 @@ def load_splits(args, names=("train", "val", "test")):
         image_dir = Path(getattr(args, f"{name}_images", None) or image_dir or "")
         if not str(csv) or str(csv) == ".":
             raise DataError(f"No CSV for the {name} split: pass --data_dir or --{name}_csv.")
-        table, report = read_table(
-            csv,
-            image_dir,
-            layout=args.layout,
-            id_column=args.id_column,
-            age_column=args.age_column,
-            sex_column=args.sex_column,
-            filename_column=args.filename_column,
-            image_extension=args.image_extension,
-            on_error=args.on_bad_rows,
-        )
+        table, report = read_table(csv, image_dir, **column_options(args))
         splits[name] = Split(name, csv, image_dir, table, report)
     return splits
 
@@ -93,6 +83,12 @@ def add_data_arguments(parser, splits=("train", "val", "test")):
     for name in splits:
         group.add_argument(f"--{name}_csv", help=f"CSV of the {name} split (overrides --data_dir)")
         group.add_argument(f"--{name}_images", help=f"image folder of the {name} split")
+    add_column_arguments(group)
+    return group
+
+
+def add_column_arguments(group):
+    """The flags that say how to read a CSV (layout, column names, bad-row handling)."""
     group.add_argument("--layout", default="auto", help="auto, rsna_train, rsna_val, rsna_test, original or custom")
     group.add_argument("--id_column", help="column holding the image id")
     group.add_argument("--age_column", help="column holding bone age in months")
@@ -105,4 +101,16 @@ def add_data_arguments(parser, splits=("train", "val", "test")):
         default="raise",
         help="stop at the first bad row (default) or skip bad rows and count them in the report",
     )
-    return group
+
+
+def column_options(args):
+    """`read_table` keyword arguments from the flags of `add_column_arguments`."""
+    return dict(
+        layout=args.layout,
+        id_column=args.id_column,
+        age_column=args.age_column,
+        sex_column=args.sex_column,
+        filename_column=args.filename_column,
+        image_extension=args.image_extension,
+        on_error=args.on_bad_rows,
+    )

@@ -11,6 +11,7 @@ from pathlib import Path
 import keras
 
 import modeling  # noqa: F401  (registers the custom layers for loading)
+from training.data_sources import add_column_arguments, column_options
 from training.predict import predict_months
 from training.results import agreement_figures, predictions_table, regression_metrics, write_csv, write_json
 from training.tables import DataError, read_table
@@ -21,12 +22,7 @@ def run(argv=None):
     parser.add_argument("--model", required=True, help="a best.keras written by training.train_boneage")
     parser.add_argument("--csv", required=True, help="labelled CSV (RSNA, original or custom layout)")
     parser.add_argument("--image_dir", help="image folder (default: the CSV's folder)")
-    parser.add_argument("--layout", default="auto")
-    parser.add_argument("--id_column")
-    parser.add_argument("--age_column")
-    parser.add_argument("--sex_column")
-    parser.add_argument("--filename_column")
-    parser.add_argument("--on_bad_rows", choices=("raise", "skip"), default="raise")
+    add_column_arguments(parser)
     parser.add_argument("--use_tta", action="store_true")
     parser.add_argument("--tta_steps", type=int, default=8)
     parser.add_argument("--batch_size", type=int, default=32)
@@ -36,16 +32,7 @@ def run(argv=None):
     if not Path(args.model).is_file():
         parser.error(f"--model {args.model}: no such file")
     try:
-        table, report = read_table(
-            args.csv,
-            args.image_dir or Path(args.csv).parent,
-            layout=args.layout,
-            id_column=args.id_column,
-            age_column=args.age_column,
-            sex_column=args.sex_column,
-            filename_column=args.filename_column,
-            on_error=args.on_bad_rows,
-        )
+        table, report = read_table(args.csv, args.image_dir or Path(args.csv).parent, **column_options(args))
     except DataError as error:
         raise SystemExit(f"Data error: {error}") from None
     model = keras.saving.load_model(args.model, safe_mode=True)
