@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 from training import phantom
@@ -42,19 +43,39 @@ def rsna_split_paths(root, split):
     return root / csv_name, image_dir
 
 
-def ensure_phantom(data_dir, n_train, n_val, n_test, img_size, seed):
-    """Build the phantom dataset once; later calls reuse it if its settings match."""
+def ensure_phantom(data_dir, n_train, n_val, n_test, img_size, seed, builder=True, wait_seconds=3600):
+    """Build the phantom dataset once; later calls reuse it if its settings match.
+
+    Args:
+        data_dir: folder of the dataset (RSNA layout plus ``manifest.json``).
+        n_train, n_val, n_test, img_size, seed: the `training.phantom.make_dataset` settings.
+        builder: ``False`` in the other processes of a multi-process run: wait (up to
+            ``wait_seconds``) for process 0 to finish a dataset with these settings.
+    """
     data_dir = Path(data_dir)
-    manifest_path = data_dir / phantom.MANIFEST
     wanted = {"n_train": n_train, "n_val": n_val, "n_test": n_test, "img_size": img_size, "seed": seed}
-    if manifest_path.exists():
-        arguments = json.loads(manifest_path.read_text()).get("arguments", {})
-        if all(arguments.get(key) == value for key, value in wanted.items()):
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        arguments = _phantom_settings(data_dir / phantom.MANIFEST)
+        if arguments is not None and all(arguments.get(key) == value for key, value in wanted.items()):
             return data_dir
+        if builder:
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"Gave up after {wait_seconds} s waiting for process 0 to build {data_dir} with {wanted}.")
+        time.sleep(2)
+    if arguments is not None:
         print(f"Rebuilding {data_dir}: its settings {arguments} differ from {wanted}.")
     print(f"Generating the synthetic hand-radiograph dataset in {data_dir} ...")
     phantom.make_dataset(data_dir, overwrite=True, **wanted)
     return data_dir
+
+
+def _phantom_settings(manifest_path):
+    """The settings a phantom manifest records, or ``None`` without a manifest."""
+    if not manifest_path.exists():
+        return None
+    return json.loads(manifest_path.read_text()).get("arguments", {})
 
 
 def load_splits(args, names=("train", "val", "test")):

@@ -76,6 +76,9 @@ def make_dataset(
     seed=42,
     cache=True,
     interpolation="bilinear",
+    num_shards=1,
+    shard_index=0,
+    drop_remainder=False,
 ):
     """Build the batched dataset for one split.
 
@@ -93,6 +96,11 @@ def make_dataset(
         seed: seed of every random choice.
         cache: keep decoded images in memory after the first epoch.
         interpolation: resize method (the original's Keras 2 loader used ``"nearest"``).
+        num_shards, shard_index: read only rows ``shard_index::num_shards`` (one process of a
+            multi-process run). The table is first cut to a multiple of ``num_shards`` rows so every
+            shard has as many rows, and the shard's random draws use their own seed.
+        drop_remainder: drop a last, smaller batch, so every batch splits evenly across devices
+            and every shard yields as many batches.
 
     Returns:
         A `tf.data.Dataset` of ``({"image", "sex"}, z)`` batches.
@@ -101,6 +109,16 @@ def make_dataset(
         raise ValueError(f"`target_std` must be positive; got {target_std!r}.")
     if mixup_alpha < 0 or label_noise_std < 0:
         raise ValueError("`mixup_alpha` and `label_noise_std` must be >= 0.")
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f"`shard_index` must be in [0, {num_shards}); got {shard_index}.")
+    if num_shards > 1:
+        table = table.iloc[: len(table) - len(table) % num_shards].iloc[shard_index::num_shards]
+        seed = seed + 1009 * shard_index
+    if drop_remainder and len(table) < batch_size:
+        raise ValueError(
+            f"{len(table)} rows{' in this shard' if num_shards > 1 else ''} are fewer than one batch of "
+            f"{batch_size}: lower the batch size or add rows."
+        )
     paths = table["path"].astype(str).to_numpy()
     sex = table["male"].to_numpy(np.float32).reshape(-1, 1)
     ages = table["boneage"].to_numpy(np.float32).reshape(-1, 1)
@@ -121,7 +139,7 @@ def make_dataset(
         dataset = dataset.cache()
     if training:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     if training and augmentation is not None:
         augmenters = augmentation.layers(seed)
 

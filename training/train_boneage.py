@@ -49,11 +49,10 @@ from modeling.layers import Denormalization
 from training.data_sources import DEFAULT_PHANTOM_DIR, add_data_arguments, ensure_phantom, load_splits
 from training.distribution import (
     DISTRIBUTE_CHOICES,
-    check_distribute_flag,
+    check_distribute_flags,
     dtype_policy,
-    make_strategy,
+    make_distribution,
     mixed_precision_policy,
-    strategy_scope,
 )
 from training.pipeline import Augmentation, make_dataset
 from training.results import agreement_figures, predictions_table, regression_metrics, to_builtin, write_csv, write_json
@@ -169,6 +168,7 @@ def build_parser():
     data.add_argument("--interpolation", choices=("bilinear", "nearest", "area", "bicubic"), default="bilinear")
     data.add_argument("--label_noise_std", type=float, default=0.0, help="Gaussian noise on z-score targets")
     data.add_argument("--mixup_alpha", type=float, default=0.0)
+    data.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True, help="random flips, rotations, shifts, zooms, brightness, contrast")
     data.add_argument("--augment_brightness", type=float, default=0.2)
     data.add_argument("--augment_contrast", type=float, default=0.2)
     data.add_argument("--phantom_n_train", type=int, default=1200)
@@ -183,7 +183,14 @@ def build_parser():
     evaluation.add_argument("--attention_every", type=int, default=5, help="save attention overlays every N epochs")
 
     scale = parser.add_argument_group("scale and speed")
-    scale.add_argument("--distribute", choices=DISTRIBUTE_CHOICES, default="none", help="mirrored: tf.distribute.MirroredStrategy over local devices")
+    scale.add_argument(
+        "--distribute", choices=DISTRIBUTE_CHOICES, default="none",
+        help="mirrored: tf.distribute.MirroredStrategy over local devices (TensorFlow); "
+        "data_parallel: keras.distribution.DataParallel over every device of every process (JAX)",
+    )
+    scale.add_argument("--coordinator", help="data_parallel with several processes: HOST:PORT of process 0")
+    scale.add_argument("--num_processes", type=int, default=1, help="data_parallel: processes taking part (same flags)")
+    scale.add_argument("--process_id", type=int, default=0, help="data_parallel: this process's index; 0 evaluates and reports")
     scale.add_argument("--mixed_precision", action="store_true", help="bfloat16 on CPU, float16 on GPU; float32 outputs and losses")
     scale.add_argument("--jit_compile", choices=("auto", "on", "off"), default="auto", help="XLA compilation of the train step")
     return parser
@@ -222,10 +229,10 @@ def _validate(parser, args):
         except ValueError as error:
             parser.error(str(error))
     if args.unfreeze_schedule and args.distribute != "none":
-        parser.error("--unfreeze_schedule cannot be combined with --distribute mirrored (its optimizer rebuild is not mirrored)")
+        parser.error(f"--unfreeze_schedule cannot be combined with --distribute {args.distribute} (its optimizer rebuild is not distributed)")
     if args.backbone_lr_multiplier != 1.0 and not args.unfreeze_schedule:
         parser.error("--backbone_lr_multiplier works with --unfreeze_schedule only")
-    distribute_problem = check_distribute_flag(args.distribute)
+    distribute_problem = check_distribute_flags(args.distribute, args.coordinator, args.num_processes, args.process_id)
     if distribute_problem:
         parser.error(distribute_problem)
     if args.label_noise_std < 0 or args.mixup_alpha < 0:
@@ -234,7 +241,9 @@ def _validate(parser, args):
 
 
 # Flags that may differ when a killed run is started again (they do not change what is trained).
-_RESUME_INDEPENDENT = {"overwrite", "output_dir", "attention_every", "use_tta", "tta_steps"}
+_RESUME_INDEPENDENT = {"overwrite", "output_dir", "attention_every", "use_tta", "tta_steps", "coordinator"}
+# Processes other than 0 of a multi-process run keep their checkpoints and logs in OUTPUT_DIR/process_<i>.
+WORKER_DIR_PREFIX = "process_"
 
 
 class Run:
@@ -249,7 +258,9 @@ class Run:
                     f"{self.dir} already holds a finished run ({self.results}). "
                     "Choose another --output_dir or pass --overwrite."
                 )
-            shutil.rmtree(self.dir)
+            for child in self.dir.iterdir():  # other processes' folders (process_*) are theirs to clear
+                if not child.name.startswith(WORKER_DIR_PREFIX):
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint = self.dir / "checkpoint.keras"
         self.best = self.dir / "best.keras"
@@ -335,11 +346,14 @@ def recompile(model, args, learning_rate, target_mean, target_std):
 
 
 def standard_callbacks(args, run, model, phase, monitor_best, probe):
-    """Checkpointing, logging, LR control and the interpretability loggers for one phase."""
+    """Checkpointing, logging, LR control and the interpretability loggers for one phase.
+
+    ``probe`` is ``None`` when the loggers cannot run (their predictions would span processes).
+    """
     callbacks = []
-    if _has_layer(model, "fusion_gate"):
+    if probe is not None and _has_layer(model, "fusion_gate"):
         callbacks.append(GateWeightLogger(probe, run.plots / phase, log_dir=run.dir / "tensorboard" / phase))
-    if _has_layer(model, "attention_map"):
+    if probe is not None and _has_layer(model, "attention_map"):
         first_images = {name: value[:4] for name, value in probe.items()}
         callbacks.append(AttentionMapLogger(first_images, run.plots / "attention" / phase, every=args.attention_every))
     callbacks += [
@@ -405,16 +419,34 @@ def run(argv=None):
     """Train, evaluate and write the outputs; returns the results dictionary."""
     args = parse_args(argv)
     started = time.time()
-    keras.utils.set_random_seed(args.seed)
-    run_files = Run(args.output_dir, args.overwrite, to_builtin(vars(args)))
-    splits, target_mean, target_std = prepare_data(args)
-    try:
-        strategy = make_strategy(args.distribute, args.batch_size)
+    try:  # first: joining other processes must precede any other use of the devices
+        dist = make_distribution(args.distribute, args.batch_size, args.coordinator, args.num_processes, args.process_id)
     except ValueError as error:
         raise SystemExit(str(error)) from None
+    keras.utils.set_random_seed(args.seed)
+    output_dir = Path(args.output_dir)
+    if not dist.is_chief:
+        output_dir = output_dir / f"{WORKER_DIR_PREFIX}{dist.process_id}"
+    run_files = Run(output_dir, args.overwrite, to_builtin(vars(args)))
+    splits, target_mean, target_std = prepare_data(args, dist)
     policy = mixed_precision_policy() if args.mixed_precision else None
+    facts = {
+        "backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+        "distribute": args.distribute,
+        "replicas": dist.replicas,
+        "num_processes": dist.num_processes,
+        "process_id": dist.process_id,
+        "mixed_precision": policy,
+        "jit_compile": args.jit_compile,
+    }
     with dtype_policy(policy):
-        preprocessing = train(args, run_files, splits, target_mean, target_std, strategy)
+        preprocessing = train(args, run_files, splits, target_mean, target_std, dist)
+        if not dist.is_chief:  # process 0 evaluates and reports for the whole run
+            worker = facts | {"epochs_trained": int(len(read_training_log(run_files.dir))), "wall_seconds": round(time.time() - started, 1)}
+            write_json(run_files.results, worker)
+            print(f"Process {dist.process_id}: training finished; process 0 evaluates and writes {args.output_dir}/results.json")
+            return worker
         checkpoint_model = keras.saving.load_model(run_files.checkpoint, safe_mode=True)
         inference_model = export_inference_model(
             checkpoint_model, target_mean, target_std, bool(args.use_clahe_val_test), args.interpolation
@@ -427,12 +459,7 @@ def run(argv=None):
             "preprocessing": preprocessing,
             "target_mean_months": target_mean,
             "target_std_months": target_std,
-            "backend": keras.backend.backend(),
-            "keras_version": keras.__version__,
-            "distribute": args.distribute,
-            "replicas": strategy.num_replicas_in_sync if strategy is not None else 1,
-            "mixed_precision": policy,
-            "jit_compile": args.jit_compile,
+            **facts,
             "wall_seconds": round(time.time() - started, 1),
         }
     )
@@ -459,18 +486,19 @@ def training_options(args):
     """`make_dataset` arguments of the training split: augmentation, mixup, label noise."""
     return dict(
         training=True,
-        augmentation=Augmentation(brightness=args.augment_brightness, contrast=args.augment_contrast),
+        augmentation=Augmentation(brightness=args.augment_brightness, contrast=args.augment_contrast) if args.augment else None,
         mixup_alpha=args.mixup_alpha,
         label_noise_std=args.label_noise_std,
     )
 
 
-def prepare_data(args):
+def prepare_data(args, dist):
     """The checked splits (building the phantom first when no data is given) and target statistics."""
     if not any(getattr(args, f"{s}_csv") for s in ("train", "val", "test")) and not args.data_dir:
         args.data_dir = str(
             ensure_phantom(
-                DEFAULT_PHANTOM_DIR, args.phantom_n_train, args.phantom_n_val, args.phantom_n_test, args.img_size, args.seed
+                DEFAULT_PHANTOM_DIR, args.phantom_n_train, args.phantom_n_val, args.phantom_n_test, args.img_size,
+                args.seed, builder=dist.is_chief,
             )
         )
     try:
@@ -483,15 +511,33 @@ def prepare_data(args):
     return splits, float(ages.mean()), float(ages.std(ddof=1))
 
 
-def train(args, run, splits, target_mean, target_std, strategy):
-    """Phase 1 (backbone frozen) and phase 2 (fine-tuning), resuming what a killed run left."""
-    with strategy_scope(strategy):
-        model, preprocessing = build_model(args, target_mean, target_std)
-        recompile(model, args, args.lr, target_mean, target_std)
+def train(args, run, splits, target_mean, target_std, dist):
+    """Phase 1 (backbone frozen) and phase 2 (fine-tuning), resuming what a killed run left.
+
+    Everything runs in the distribution's scope; each process reads its own shard of the data.
+    """
+    with dist.scope():
+        return _train_in_scope(args, run, splits, target_mean, target_std, dist)
+
+
+def _train_in_scope(args, run, splits, target_mean, target_std, dist):
+    model, preprocessing = build_model(args, target_mean, target_std)
+    recompile(model, args, args.lr, target_mean, target_std)
     common = dataset_options(args, target_mean, target_std)
-    train_ds = make_dataset(splits["train"].table, **training_options(args), **common)
-    val_ds = make_dataset(splits["val"].table, clahe=bool(args.use_clahe_val_test), **common)
-    probe = validation_probe(model, splits["val"].table.head(64), clahe=bool(args.use_clahe_val_test), **common)
+    probe = None
+    if dist.num_processes == 1:
+        probe = validation_probe(model, splits["val"].table.head(64), clahe=bool(args.use_clahe_val_test), **common)
+    sharded = common | {
+        "batch_size": dist.per_process_batch(args.batch_size),
+        "num_shards": dist.num_processes,
+        "shard_index": dist.process_id,
+        "drop_remainder": dist.kind == "data_parallel",  # every batch splits evenly over the devices
+    }
+    try:
+        train_ds = make_dataset(splits["train"].table, **training_options(args), **sharded)
+        val_ds = make_dataset(splits["val"].table, clahe=bool(args.use_clahe_val_test), **sharded)
+    except ValueError as error:
+        raise SystemExit(f"Data error: {error}") from None
     fit = functools.partial(
         model.fit, train_ds, validation_data=val_ds, shuffle=False, verbose=1 if sys.stdout.isatty() else 2
     )
@@ -519,8 +565,7 @@ def train(args, run, splits, target_mean, target_std, strategy):
             n_layers = 10**6 if args.unfreeze_layers < 0 else args.unfreeze_layers
             trainable = unfreeze_backbone_layers(model, n_layers=n_layers, freeze_batchnorm=args.bn_momentum is None)
             unfrozen = f"{trainable} backbone weight tensors trainable"
-        with strategy_scope(strategy):
-            recompile(model, args, learning_rate, target_mean, target_std)
+        recompile(model, args, learning_rate, target_mean, target_std)
         print(f"Phase 2: {args.epochs_finetune} epochs, {unfrozen}, lr {learning_rate:g}")
         fit(epochs=args.epochs_finetune, callbacks=callbacks)
         model.save_weights(run.phase_weights["phase2"])

@@ -71,6 +71,8 @@ def run(argv=None):
     if own.max_trials < 1 or own.max_epochs < 1:
         parser.error("--max_trials and --max_epochs must be positive")
     args = train_boneage.parse_args(train_argv)
+    if args.distribute != "none":
+        parser.error("tune-boneage runs its trials in one process; drop --distribute")
     keras.utils.set_random_seed(args.seed)
     if not any(getattr(args, f"{s}_csv") for s in ("train", "val")) and not args.data_dir:
         args.data_dir = str(

@@ -97,3 +97,33 @@ def test_bad_arguments(table):
         make_dataset(table, 16, 4, 0.0, 0.0)
     with pytest.raises(ValueError, match="mixup_alpha"):
         make_dataset(table, 16, 4, 0.0, 1.0, mixup_alpha=-1)
+
+
+def test_shards_split_the_rows_evenly_and_disjointly(table):
+    # 16 rows over 3 processes: cut to 15, shard i gets rows i, i+3, ...; 5 rows -> 2 full batches of 2.
+    seen = []
+    for index in range(3):
+        dataset = make_dataset(table.iloc[:16], 16, 2, 0.0, 6.0, num_shards=3, shard_index=index, drop_remainder=True)
+        _, _, targets = collect(dataset)
+        rows = np.rint(targets[:, 0]).astype(int).tolist()
+        assert rows == [index, index + 3, index + 6, index + 9]  # the fifth row, index + 12, is a partial batch
+        seen += rows
+    assert len(set(seen)) == len(seen) == 12
+
+
+def test_training_shards_draw_their_own_augmentation(table):
+    def brightness_changes(shard_index):
+        options = dict(training=True, augmentation=Augmentation(), seed=7, num_shards=2, drop_remainder=True)
+        images, _, targets = collect(make_dataset(table, 16, 8, 0.0, 6.0, shard_index=shard_index, **options))
+        return images.mean(axis=(1, 2, 3)) - (10 + 10 * np.rint(targets[:, 0]))
+
+    np.testing.assert_allclose(brightness_changes(0), brightness_changes(0), atol=1e-4)  # seeded
+    assert np.abs(brightness_changes(0)).max() > 1.0  # augmentation really ran
+    assert not np.allclose(brightness_changes(0), brightness_changes(1), atol=1e-2)
+
+
+def test_a_shard_smaller_than_one_batch_is_refused(table):
+    with pytest.raises(ValueError, match="8 rows in this shard are fewer than one batch of 10"):
+        make_dataset(table, 16, 10, 0.0, 6.0, num_shards=2, shard_index=1, drop_remainder=True)
+    with pytest.raises(ValueError, match="shard_index"):
+        make_dataset(table, 16, 2, 0.0, 6.0, num_shards=2, shard_index=2)
