@@ -2,18 +2,22 @@
 
 Each element is ``({"image": float32 (S, S, 3) in [0, 255], "sex": float32 (1,)}, z)`` with
 ``z = (boneage - mean) / std`` from the training statistics. Images are decoded in parallel
-(PNG or JPEG, grey replicated to three channels) and resized; the model scales pixels itself
+(PNG or JPEG) and resized, cached and augmented as grey, and replicated to three channels last;
+augmentation is one affine warp per image plus brightness and contrast. The model scales pixels itself
 (`modeling.layers.ImagePreprocessing`), so one pipeline serves every backbone. Image, sex and
 target travel together through shuffling, so they can never be misaligned.
 """
 
 import dataclasses
+import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
+# A fixed degree of parallelism: on few cores AUTOTUNE sometimes settled on half the throughput.
+PARALLEL_CALLS = max(2, os.cpu_count() or 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,30 +40,64 @@ class Augmentation:
     brightness: float = 0.2
     contrast: float = 0.2
 
-    def layers(self, seed):
-        """The core Keras preprocessing layers that implement this augmentation."""
-        stack = []
-        if self.flip:
-            stack.append(keras.layers.RandomFlip("horizontal", seed=seed))
-        if self.rotation_degrees:
-            stack.append(keras.layers.RandomRotation(self.rotation_degrees / 360.0, fill_mode="nearest", seed=seed + 1))
-        if self.shift:
-            stack.append(keras.layers.RandomTranslation(self.shift, self.shift, fill_mode="nearest", seed=seed + 2))
-        if self.zoom:
-            stack.append(keras.layers.RandomZoom(self.zoom, self.zoom, fill_mode="nearest", seed=seed + 3))
+    def __call__(self, images, seed):
+        """Augment a batch ``(B, H, W, C)`` in [0, 255]; ``seed`` is a stateless seed pair.
+
+        Flip, rotation, shift and zoom are composed into one affine warp per image (bilinear,
+        edges filled with the nearest pixel), so each image is resampled once, as the original's
+        ImageDataGenerator did; then brightness and contrast, then clipping to [0, 255].
+        """
+        if not (self.flip or self.rotation_degrees or self.shift or self.zoom or self.brightness or self.contrast):
+            return images
+        batch = tf.shape(images)[0]
+        height, width = tf.cast(tf.shape(images)[1], tf.float32), tf.cast(tf.shape(images)[2], tf.float32)
+        draws = tf.random.stateless_uniform((batch, 8), seed=seed, minval=-1.0, maxval=1.0)
+        mirror = tf.where(draws[:, 0] < 0, -1.0, 1.0) if self.flip else tf.ones([batch])
+        angle = draws[:, 1] * (self.rotation_degrees * np.pi / 180.0)
+        zoom_x, zoom_y = 1.0 + draws[:, 2] * self.zoom, 1.0 + draws[:, 3] * self.zoom
+        shift_x, shift_y = draws[:, 4] * self.shift * width, draws[:, 5] * self.shift * height
+        # output pixel p -> input pixel centre + R(angle) diag(mirror * zoom_x, zoom_y) (p - centre) + shift
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        a00, a01 = cos * mirror * zoom_x, -sin * zoom_y
+        a10, a11 = sin * mirror * zoom_x, cos * zoom_y
+        cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+        b0 = cx - a00 * cx - a01 * cy + shift_x
+        b1 = cy - a10 * cx - a11 * cy + shift_y
+        zeros = tf.zeros([batch])
+        transforms = tf.stack([a00, a01, b0, a10, a11, b1, zeros, zeros], axis=1)
+        if self.flip or self.rotation_degrees or self.shift or self.zoom:
+            warped = tf.raw_ops.ImageProjectiveTransformV3(
+                images=images, transforms=transforms, output_shape=tf.shape(images)[1:3], fill_value=0.0,
+                interpolation="BILINEAR", fill_mode="NEAREST",
+            )
+            images = tf.ensure_shape(warped, images.shape)  # keep the static size the models need
         if self.brightness:
-            stack.append(keras.layers.RandomBrightness(self.brightness, value_range=(0, 255), seed=seed + 4))
+            images = images + (draws[:, 6] * self.brightness * 255.0)[:, None, None, None]
         if self.contrast:
-            stack.append(keras.layers.RandomContrast(self.contrast, value_range=(0, 255), seed=seed + 5))
-        return stack
+            mean = tf.reduce_mean(images, axis=(1, 2), keepdims=True)
+            images = (images - mean) * (1.0 + draws[:, 7] * self.contrast)[:, None, None, None] + mean
+        return tf.clip_by_value(images, 0.0, 255.0)
 
 
 def decode_image(path, img_size, interpolation="bilinear"):
-    """Read a PNG/JPEG file as float32 ``(img_size, img_size, 3)`` in [0, 255]."""
-    image = tf.io.decode_image(tf.io.read_file(path), channels=1, expand_animations=False)
-    image = tf.image.resize(tf.cast(image, tf.float32), (img_size, img_size), method=interpolation, antialias=True)
-    image = tf.clip_by_value(image, 0.0, 255.0)
-    return tf.image.grayscale_to_rgb(image)
+    """Read a PNG/JPEG file as grey float32 ``(img_size, img_size, 1)`` in [0, 255].
+
+    Images already at ``img_size`` are not resampled.
+    """
+    contents = tf.io.read_file(path)
+    image = tf.cond(
+        tf.io.is_jpeg(contents),
+        lambda: tf.io.decode_jpeg(contents, channels=1),
+        lambda: tf.io.decode_png(contents, channels=1),
+    )
+    image = tf.cast(image, tf.float32)
+    same_size = tf.reduce_all(tf.shape(image)[:2] == img_size)
+    image = tf.cond(
+        same_size,
+        lambda: image,
+        lambda: tf.image.resize(image, (img_size, img_size), method=interpolation, antialias=True),
+    )
+    return tf.clip_by_value(tf.ensure_shape(image, (img_size, img_size, 1)), 0.0, 255.0)
 
 
 def make_dataset(
@@ -127,41 +165,36 @@ def make_dataset(
     dataset = tf.data.Dataset.from_tensor_slices((paths, sex, targets))
     dataset = dataset.map(
         lambda path, s, z: (decode_image(path, img_size, interpolation), s, z),
-        num_parallel_calls=AUTOTUNE,
+        num_parallel_calls=PARALLEL_CALLS,
         deterministic=True,
     )
     if clahe:
         equalize = keras.layers.ContrastLimitedAdaptiveHistogramEqualization(
             value_range=(0, 255), clip_limit=2.0, tile_grid_size=(8, 8)
         )
-        dataset = dataset.map(lambda x, s, z: (equalize(x[None])[0], s, z), num_parallel_calls=AUTOTUNE)
+        dataset = dataset.map(lambda x, s, z: (equalize(x[None])[0], s, z), num_parallel_calls=PARALLEL_CALLS)
     if cache:
         dataset = dataset.cache()
     if training:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    if training and augmentation is not None:
-        augmenters = augmentation.layers(seed)
-
-        def augment(x, s, z):
-            for layer in augmenters:
-                x = layer(x, training=True)
-            return tf.clip_by_value(x, 0.0, 255.0), s, z
-
-        dataset = dataset.map(augment, num_parallel_calls=AUTOTUNE)
-    if training and (label_noise_std or mixup_alpha):
-        dataset = tf.data.Dataset.zip((dataset, tf.data.Dataset.random(seed=seed)))
-        dataset = dataset.map(
-            lambda batch, draw: _noise_and_mixup(*batch, draw, label_noise_std, mixup_alpha),
-            num_parallel_calls=AUTOTUNE,
+    if training and (augmentation is not None or label_noise_std or mixup_alpha):
+        # one random draw per batch, new each epoch, feeds every random choice of that batch
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        dataset = tf.data.Dataset.zip((dataset, draws)).map(
+            lambda batch, draw: _randomize(*batch, draw, augmentation, label_noise_std, mixup_alpha),
+            num_parallel_calls=PARALLEL_CALLS,
         )
-    dataset = dataset.map(lambda x, s, z: ({"image": x, "sex": s}, z))
+    # grey until here (a third of the work and of the cache); the models take three channels
+    dataset = dataset.map(lambda x, s, z: ({"image": tf.image.grayscale_to_rgb(x), "sex": s}, z))
     return dataset.prefetch(AUTOTUNE)
 
 
-def _noise_and_mixup(images, sex, targets, draw, label_noise_std, mixup_alpha):
-    """Label noise first, then mixup of image, sex and target (the original's order)."""
+def _randomize(images, sex, targets, draw, augmentation, label_noise_std, mixup_alpha):
+    """Augmentation, then label noise, then mixup of image, sex and target (the original's order)."""
     seed = tf.stack([draw, tf.constant(0, tf.int64)])
+    if augmentation is not None:
+        images = augmentation(images, seed + 3)
     if label_noise_std:
         targets = targets + tf.random.stateless_normal(tf.shape(targets), seed=seed, stddev=label_noise_std)
     if mixup_alpha:

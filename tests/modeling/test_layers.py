@@ -31,14 +31,15 @@ def numpy_locally_connected(x, kernel, bias, kernel_size, strides):
     return out
 
 
+@pytest.mark.parametrize("filters", [1, 3])  # one filter (the attention maps) takes its own path
 @pytest.mark.parametrize(
     "shape, kernel_size, strides",
     [((4, 4, 16), (1, 1), (1, 1)), ((5, 6, 3), (2, 3), (1, 1)), ((7, 7, 2), (3, 3), (2, 2)), ((6, 5, 4), (2, 2), (2, 1))],
 )
-def test_locally_connected_matches_numpy_loop(shape, kernel_size, strides):
+def test_locally_connected_matches_numpy_loop(shape, kernel_size, strides, filters):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, *shape)).astype("float32")
-    layer = LocallyConnected2D(3, kernel_size, strides=strides)
+    layer = LocallyConnected2D(filters, kernel_size, strides=strides)
     layer.build((None, *shape))
     layer.bias.assign(rng.normal(size=tuple(layer.bias.shape)).astype("float32"))
     kernel, bias = (keras.ops.convert_to_numpy(w) for w in layer.weights)
