@@ -59,7 +59,8 @@ def main(argv=None):
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
     }
     write_json(args.output, results)
-    print(f"Peak RSS {results['peak_rss_gib']:.2f} GiB over {args.epochs} epoch(s) ({wall:.0f} s): {results['command']}")
+    print("| command | epochs | peak RSS (GiB) | wall (s) |\n|---|---|---|---|")
+    print(f"| {results['command']} | {args.epochs} | {results['peak_rss_gib']:.2f} | {wall:.0f} |")
     return results
 
 
