@@ -80,6 +80,7 @@ def main(argv=None):
         "backbone": args.backbone,
         "img_size": args.img_size,
         "batch_size": args.batch_size,
+        "timed_steps": args.steps,
         "mixed_precision": policy,
         "keras_version": keras.__version__,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
