@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from training import train_boneage
-from training.data_sources import DEFAULT_PHANTOM_DIR, ensure_phantom
+from training.data_sources import use_default_phantom
 from training.results import write_json
 
 
@@ -43,9 +43,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--output", default="benchmarks/results/memory.json")
     args, train_flags = parser.parse_known_args(argv)
-    defaults = train_boneage.parse_args(train_flags)
-    ensure_phantom(DEFAULT_PHANTOM_DIR, defaults.phantom_n_train, defaults.phantom_n_val, defaults.phantom_n_test,
-                   defaults.img_size, defaults.seed)
+    use_default_phantom(train_boneage.parse_args(train_flags))
     command = [sys.executable, "-m", "training.train_boneage", "--epochs_finetune", str(args.epochs), "--no-use_tta",
                "--output_dir", "runs/benchmark_memory", "--overwrite", *train_flags]
     status, peak, wall = peak_rss_bytes(command)

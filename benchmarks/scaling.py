@@ -25,7 +25,7 @@ def worker(args):
     import numpy as np
     import tensorflow as tf
 
-    from modeling import create_model, optimizer, unfreeze_backbone_layers
+    from train_step import fine_tuning_model  # the sibling benchmark script
     from training.distribution import make_distribution
 
     kind = "data_parallel" if args.num_processes > 1 else "none"
@@ -39,10 +39,7 @@ def worker(args):
     targets = rng.normal(size=(n, 1)).astype("float32")
     data = tf.data.Dataset.from_tensor_slices(((images, sex), targets)).batch(local_batch, drop_remainder=True).cache()
     with dist.scope():
-        model = create_model("attn_sex_improved", img_dims=(args.img_size, args.img_size, 3), backbone=args.backbone,
-                             weights=None, dense_units=64, gender_units=16)
-        unfreeze_backbone_layers(model, n_layers=10**6, freeze_batchnorm=False)
-        model.compile(optimizer=optimizer(1e-3, 0.9, 0.999, 1e-7, 0.0), loss="mae")
+        model = fine_tuning_model("attn_sex_improved", args.backbone, args.img_size)
         model.fit(data, epochs=1, verbose=0)  # compilation
         start = time.perf_counter()
         model.fit(data, epochs=1, verbose=0)

@@ -26,13 +26,19 @@ from training.distribution import dtype_policy, mixed_precision_policy
 from training.results import write_json
 
 
-def images_per_second(model_type, backbone, img_size, batch_size, steps, jit_compile):
+def fine_tuning_model(model_type, backbone, img_size, jit_compile="auto"):
+    """A builder's model with every layer trainable, compiled with the original's Adam and MAE."""
     model = create_model(
         model_type, img_dims=(img_size, img_size, 3), backbone=backbone, weights=None, dense_units=64,
         **({"gender_units": 16} if model_type in ("sex", "attn_sex", "attn_sex_improved") else {}),
     )
     unfreeze_backbone_layers(model, n_layers=10**6, freeze_batchnorm=False)
     model.compile(optimizer=optimizer(1e-3, 0.9, 0.999, 1e-7, 0.0), loss="mae", jit_compile=jit_compile)
+    return model
+
+
+def images_per_second(model_type, backbone, img_size, batch_size, steps, jit_compile):
+    model = fine_tuning_model(model_type, backbone, img_size, jit_compile)
     rng = np.random.default_rng(0)
     n = batch_size * steps
     inputs = [rng.uniform(0, 255, (n, img_size, img_size, 3)).astype("float32")]

@@ -71,6 +71,25 @@ def ensure_phantom(data_dir, n_train, n_val, n_test, img_size, seed, builder=Tru
     return data_dir
 
 
+def use_default_phantom(args, splits=("train", "val", "test"), builder=True):
+    """Point ``args.data_dir`` at the default phantom (building it once) when no data was given.
+
+    Args:
+        args: parsed training flags (``data_dir``, per-split ``<split>_csv``, ``phantom_n_*``,
+            ``img_size``, ``seed``).
+        splits: the splits the command reads; a CSV given for any of them means data was given.
+        builder: ``False`` in the other processes of a multi-process run (see `ensure_phantom`).
+    """
+    if any(getattr(args, f"{split}_csv", None) for split in splits) or args.data_dir:
+        return
+    args.data_dir = str(
+        ensure_phantom(
+            DEFAULT_PHANTOM_DIR, args.phantom_n_train, args.phantom_n_val, args.phantom_n_test, args.img_size,
+            args.seed, builder=builder,
+        )
+    )
+
+
 def _phantom_settings(manifest_path):
     """The settings a phantom manifest records, or ``None`` without a manifest."""
     if not manifest_path.exists():

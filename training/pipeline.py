@@ -40,6 +40,11 @@ class Augmentation:
     brightness: float = 0.2
     contrast: float = 0.2
 
+    @property
+    def geometric(self):
+        """Whether any of flip, rotation, shift or zoom is on (an affine warp is needed)."""
+        return bool(self.flip or self.rotation_degrees or self.shift or self.zoom)
+
     def __call__(self, images, seed):
         """Augment a batch ``(B, H, W, C)`` in [0, 255]; ``seed`` is a stateless seed pair.
 
@@ -47,7 +52,7 @@ class Augmentation:
         edges filled with the nearest pixel), so each image is resampled once, as the original's
         ImageDataGenerator did; then brightness and contrast, then clipping to [0, 255].
         """
-        if not (self.flip or self.rotation_degrees or self.shift or self.zoom or self.brightness or self.contrast):
+        if not (self.geometric or self.brightness or self.contrast):
             return images
         batch = tf.shape(images)[0]
         height, width = tf.cast(tf.shape(images)[1], tf.float32), tf.cast(tf.shape(images)[2], tf.float32)
@@ -65,7 +70,7 @@ class Augmentation:
         b1 = cy - a10 * cx - a11 * cy + shift_y
         zeros = tf.zeros([batch])
         transforms = tf.stack([a00, a01, b0, a10, a11, b1, zeros, zeros], axis=1)
-        if self.flip or self.rotation_degrees or self.shift or self.zoom:
+        if self.geometric:
             warped = tf.raw_ops.ImageProjectiveTransformV3(
                 images=images, transforms=transforms, output_shape=tf.shape(images)[1:3], fill_value=0.0,
                 interpolation="BILINEAR", fill_mode="NEAREST",

@@ -46,7 +46,7 @@ from modeling import (
     unfreeze_backbone_layers,
 )
 from modeling.layers import Denormalization
-from training.data_sources import DEFAULT_PHANTOM_DIR, add_data_arguments, ensure_phantom, load_splits
+from training.data_sources import add_data_arguments, load_splits, use_default_phantom
 from training.distribution import (
     DISTRIBUTE_CHOICES,
     check_distribute_flags,
@@ -494,13 +494,7 @@ def training_options(args):
 
 def prepare_data(args, dist):
     """The checked splits (building the phantom first when no data is given) and target statistics."""
-    if not any(getattr(args, f"{s}_csv") for s in ("train", "val", "test")) and not args.data_dir:
-        args.data_dir = str(
-            ensure_phantom(
-                DEFAULT_PHANTOM_DIR, args.phantom_n_train, args.phantom_n_val, args.phantom_n_test, args.img_size,
-                args.seed, builder=dist.is_chief,
-            )
-        )
+    use_default_phantom(args, builder=dist.is_chief)
     try:
         splits = load_splits(args)
     except DataError as error:

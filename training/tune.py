@@ -17,7 +17,7 @@ import keras_tuner
 
 from modeling import unfreeze_backbone_layers
 from training import train_boneage
-from training.data_sources import DEFAULT_PHANTOM_DIR, ensure_phantom, load_splits
+from training.data_sources import load_splits, use_default_phantom
 from training.pipeline import make_dataset
 from training.results import write_json
 
@@ -74,10 +74,7 @@ def run(argv=None):
     if args.distribute != "none":
         parser.error("tune-boneage runs its trials in one process; drop --distribute")
     keras.utils.set_random_seed(args.seed)
-    if not any(getattr(args, f"{s}_csv") for s in ("train", "val")) and not args.data_dir:
-        args.data_dir = str(
-            ensure_phantom(DEFAULT_PHANTOM_DIR, args.phantom_n_train, args.phantom_n_val, args.phantom_n_test, args.img_size, args.seed)
-        )
+    use_default_phantom(args, splits=("train", "val"))
     splits = load_splits(args, ("train", "val"))
     train_table = splits["train"].table
     mean, std = float(train_table["boneage"].mean()), float(train_table["boneage"].std(ddof=1))
