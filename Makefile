@@ -16,7 +16,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 train: install
-	$(BIN)/python -m training.train_boneage
+	$(BIN)/python -m training.boneage.train
 
 # The whole suite on TensorFlow, then the model and layer tests on JAX.
 test: install

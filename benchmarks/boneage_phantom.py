@@ -23,10 +23,11 @@ import pandas as pd
 from PIL import Image
 from sklearn.linear_model import RidgeCV
 
-from training import phantom, train_boneage
-from training.data_sources import DEFAULT_PHANTOM_DIR, rsna_split_paths
+from training.boneage import phantom
+from training.boneage import train as train_boneage
+from training.boneage.data_sources import DEFAULT_PHANTOM_DIR, rsna_split_paths
 from training.results import write_json
-from training.tables import read_table
+from training.boneage.tables import read_table
 
 HISTOGRAM_BINS = 32
 

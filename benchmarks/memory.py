@@ -3,7 +3,7 @@
 ``python benchmarks/memory.py [--epochs 1] [extra train_boneage flags]``
 
 Builds the default phantom first (so its generator processes are not measured), then runs
-``python -m training.train_boneage --epochs_finetune N --no-use_tta`` in a subprocess and reads the
+``python -m training.boneage.train --epochs_finetune N --no-use_tta`` in a subprocess and reads the
 kernel's high-water mark of its resident set (``VmHWM`` in ``/proc/PID/status``, Linux) until it
 exits. Writes ``benchmarks/results/memory.json``.
 """
@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from training import train_boneage
-from training.data_sources import use_default_phantom
+from training.boneage import train as train_boneage
+from training.boneage.data_sources import use_default_phantom
 from training.results import write_json
 
 
@@ -44,7 +44,7 @@ def main(argv=None):
     parser.add_argument("--output", default="benchmarks/results/memory.json")
     args, train_flags = parser.parse_known_args(argv)
     use_default_phantom(train_boneage.parse_args(train_flags))
-    command = [sys.executable, "-m", "training.train_boneage", "--epochs_finetune", str(args.epochs), "--no-use_tta",
+    command = [sys.executable, "-m", "training.boneage.train", "--epochs_finetune", str(args.epochs), "--no-use_tta",
                "--output_dir", "runs/benchmark_memory", "--overwrite", *train_flags]
     status, peak, wall = peak_rss_bytes(command)
     if status:

@@ -2,7 +2,7 @@
 
 ``python benchmarks/micro.py [--images 512] [--img_size 256]``
 
-1. Input pipeline: images per second of `training.pipeline.make_dataset` (parallel decode, resize,
+1. Input pipeline: images per second of `training.boneage.pipeline.make_dataset` (parallel decode, resize,
    one affine warp per image, brightness, contrast), for a first epoch (decoding) and a later one
    (decoded images cached), against a per-image Python loop that reads with PIL and warps with
    SciPy, as the original's ImageDataGenerator did, on the same phantom PNG files.
@@ -23,13 +23,14 @@ import pandas as pd
 from PIL import Image
 from scipy import ndimage
 
-from callbacks import DEFAULT_TRANSFORMS, apply_views, predict_tta, sample_views
+from modeling.inference import DEFAULT_TRANSFORMS, apply_views, predict_tta, sample_views
 from modeling.layers import LocallyConnected2D
-from training import phantom
-from training.data_sources import rsna_split_paths
-from training.pipeline import Augmentation, make_dataset
+from training.boneage import phantom
+from training.boneage.data_sources import rsna_split_paths
+from training.boneage.pipeline import make_dataset
+from training.data.augmentation import Augmentation
 from training.results import write_json
-from training.tables import read_table
+from training.boneage.tables import read_table
 
 
 def best_of(function, repeats=3):

@@ -39,7 +39,7 @@ def worker(args):
     targets = rng.normal(size=(n, 1)).astype("float32")
     data = tf.data.Dataset.from_tensor_slices(((images, sex), targets)).batch(local_batch, drop_remainder=True).cache()
     with dist.scope():
-        model = fine_tuning_model("attn_sex_improved", args.backbone, args.img_size)
+        model = fine_tuning_model("boneage/attn_sex_improved", args.backbone, args.img_size)
         model.fit(data, epochs=1, verbose=0)  # compilation
         start = time.perf_counter()
         model.fit(data, epochs=1, verbose=0)

@@ -21,7 +21,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from modeling import create_model, list_models, optimizer, unfreeze_backbone_layers
+from modeling import create_model, list_models
+from modeling.backbones import unfreeze_backbone_layers
+from modeling.boneage import optimizer
 from training.distribution import dtype_policy, mixed_precision_policy
 from training.results import write_json
 
@@ -30,7 +32,7 @@ def fine_tuning_model(model_type, backbone, img_size, jit_compile="auto"):
     """A builder's model with every layer trainable, compiled with the original's Adam and MAE."""
     model = create_model(
         model_type, img_dims=(img_size, img_size, 3), backbone=backbone, weights=None, dense_units=64,
-        **({"gender_units": 16} if model_type in ("sex", "attn_sex", "attn_sex_improved") else {}),
+        **({"gender_units": 16} if model_type in ("boneage/sex", "boneage/attn_sex", "boneage/attn_sex_improved") else {}),
     )
     unfreeze_backbone_layers(model, n_layers=10**6, freeze_batchnorm=False)
     model.compile(optimizer=optimizer(1e-3, 0.9, 0.999, 1e-7, 0.0), loss="mae", jit_compile=jit_compile)
@@ -54,7 +56,7 @@ def images_per_second(model_type, backbone, img_size, batch_size, steps, jit_com
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default=",".join(list_models()))
+    parser.add_argument("--models", default=",".join(list_models("boneage")))
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--img_size", type=int, default=96)
     parser.add_argument("--batch_size", type=int, default=32)

@@ -1,9 +1,9 @@
-"""Training callbacks for the bone-age models (Keras 3, any backend).
+"""Keras callbacks shared by the systems (Keras 3, any backend).
 
 * `CyclicalLearningRate` / `CyclicalSchedule`: cyclical learning rate, per batch.
-* `BackboneFreezer`: progressive unfreezing of the backbone inside ``fit``.
-* `predict_tta` / `TestTimeAugmentation`: test-time augmentation with real transforms.
-* `GateWeightLogger` / `AttentionMapLogger`: gate weights and attention maps over training.
+* `BackboneFreezer`: progressive unfreezing of nested sub-models inside ``fit``.
+* `TestTimeAugmentation`: validation metrics under `modeling.inference.predict_tta`.
+* `GateWeightLogger` / `AttentionMapLogger`: a gate's weights and an attention map over training.
 
 Example:
 
@@ -14,34 +14,14 @@ Example:
 from callbacks.cyclical_lr import CLR_MODES, CyclicalLearningRate, CyclicalSchedule
 from callbacks.freezing import BackboneFreezer
 from callbacks.interpretability import AttentionMapLogger, GateWeightLogger
-from callbacks.transforms import (
-    DEFAULT_TRANSFORMS,
-    Flip,
-    Rotation,
-    Shift,
-    ViewTransform,
-    Zoom,
-    apply_views,
-    sample_views,
-)
-from callbacks.tta import REDUCTIONS, TestTimeAugmentation, predict_tta
+from callbacks.tta import TestTimeAugmentation
 
 __all__ = [
     "CLR_MODES",
-    "DEFAULT_TRANSFORMS",
-    "REDUCTIONS",
     "AttentionMapLogger",
     "BackboneFreezer",
     "CyclicalLearningRate",
     "CyclicalSchedule",
-    "Flip",
     "GateWeightLogger",
-    "Rotation",
-    "Shift",
     "TestTimeAugmentation",
-    "ViewTransform",
-    "Zoom",
-    "apply_views",
-    "predict_tta",
-    "sample_views",
 ]

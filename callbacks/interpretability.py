@@ -10,7 +10,7 @@ import numpy as np
 from keras import ops
 from matplotlib.figure import Figure
 
-from callbacks._data import (
+from modeling.inference.batches import (
     as_input_list,
     image_index,
     iterate_batches,

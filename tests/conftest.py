@@ -1,4 +1,4 @@
-"""Shared pytest set-up: every test starts from the same random state."""
+"""Shared pytest set-up: every test starts from the same random state and fresh layer names."""
 
 import keras
 import pytest
@@ -6,5 +6,6 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def fixed_random_state():
+    keras.backend.clear_session()  # auto-generated names (conv2d, conv2d_1, ...) restart per test
     keras.utils.set_random_seed(1234)
     yield

@@ -8,7 +8,7 @@ Two engines, both provided by Keras and its backends:
   `keras.distribution.DataParallel` over every device of every process. With
   ``--coordinator HOST:PORT --num_processes N --process_id I`` each process first joins the others
   through `keras.distribution.initialize` (on CPUs with JAX's gloo collectives); each process then
-  reads its own shard of the data (see `training.pipeline.make_dataset`) and feeds ``1/N`` of every
+  reads its own shard of the data (see `training.boneage.pipeline.make_dataset`) and feeds ``1/N`` of every
   global batch.
 
 ``--mixed_precision`` computes in bfloat16 on CPUs and float16 on GPUs while the model keeps float32

@@ -11,10 +11,11 @@ its Keras 2 weight files load with ``model.load_weights(path)``.
 import keras
 
 from modeling.backbones import build_backbone, validate_img_dims
-from modeling.blocks import cross_attention, gated_fusion, spatial_attention_pooling
+from modeling.blocks import spatial_attention_pooling
+from modeling.fusion import cross_attention, gated_fusion
 from modeling.layers import ImagePreprocessing
 from modeling.losses import LOSS_NAMES, get_loss_function
-from modeling.optimizers import default_optimizer
+from modeling.boneage.optimizers import default_optimizer
 from modeling.registry import register_model
 
 _HE_ACTIVATIONS = ("relu", "swish", "silu", "gelu", "selu", "elu")
@@ -23,7 +24,7 @@ ATTENTION_CONVS = ((128, 1), (64, 1), (16, 1))
 IMPROVED_ATTENTION_CONVS = ((256, 1), (128, 3), (64, 1), (16, 1))
 
 
-@register_model("baseline")
+@register_model("boneage/baseline")
 def baseline_model(
     img_dims,
     activation="tanh",
@@ -77,7 +78,7 @@ def baseline_model(
     return _compile(keras.Model(image, output, name="baseline_model"), optim, metric, loss)
 
 
-@register_model("sex")
+@register_model("boneage/sex")
 def sex_model(
     img_dims,
     optim=None,
@@ -119,7 +120,7 @@ def sex_model(
     return _compile(keras.Model([image, sex], output, name="sex_model"), optim, metric, loss)
 
 
-@register_model("attn")
+@register_model("boneage/attn")
 def attn_model(
     img_dims,
     optim=None,
@@ -160,7 +161,7 @@ def attn_model(
     return _compile(keras.Model(image, output, name="attn_model"), optim, metric, loss)
 
 
-@register_model("attn_sex")
+@register_model("boneage/attn_sex")
 def attn_sex_model(
     img_dims,
     optim=None,
@@ -198,7 +199,7 @@ def attn_sex_model(
     return _compile(keras.Model([image, sex], output, name="attn_sex_model"), optim, metric, loss)
 
 
-@register_model("attn_sex_improved")
+@register_model("boneage/attn_sex_improved")
 def attn_sex_model_improved(
     img_dims,
     optim=None,

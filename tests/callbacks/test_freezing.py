@@ -6,7 +6,8 @@ import pytest
 
 from callbacks import BackboneFreezer
 from callbacks.freezing import _rebuilt_optimizer
-from modeling import baseline_model, find_backbone
+from modeling.backbones import find_backbone
+from modeling.boneage import baseline_model
 from tests.checkers import tiny_backbone
 
 pytestmark = pytest.mark.multibackend

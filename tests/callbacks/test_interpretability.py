@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from callbacks import AttentionMapLogger, GateWeightLogger
-from modeling import attn_sex_model, attn_sex_model_improved
+from modeling.boneage import attn_sex_model, attn_sex_model_improved
 from tests.checkers import tiny_backbone
 
 pytestmark = pytest.mark.multibackend

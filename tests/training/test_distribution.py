@@ -15,7 +15,9 @@ import pytest
 
 from modeling import create_model
 from tests.checkers import tiny_backbone
-from training import distribution, phantom, train_boneage
+from training import distribution
+from training.boneage import phantom
+from training.boneage import train as train_boneage
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,7 +27,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from training import train_boneage
+    from training.boneage import train as train_boneage
     common = ["--data_dir", sys.argv[1], "--img_size", "64", "--weights", "none", "--dense_units", "16",
               "--gender_units", "8", "--epochs_finetune", "1", "--no-use_tta", "--distribute", "mirrored"]
     try:
@@ -61,9 +63,9 @@ REFERENCE_SCRIPT = textwrap.dedent(
     """
     import json, sys
     import keras, numpy as np, tensorflow as tf
-    from training import train_boneage
-    from training.data_sources import load_splits
-    from training.pipeline import make_dataset
+    from training.boneage import train as train_boneage
+    from training.boneage.data_sources import load_splits
+    from training.boneage.pipeline import make_dataset
 
     flags, weights, weights_worker, shards = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
     args = train_boneage.parse_args(flags)
@@ -115,7 +117,7 @@ def test_two_jax_processes_match_one_process_on_the_same_global_batches(tmp_path
                 "--output_dir", str(tmp_path / "run")]
     env = {"KERAS_BACKEND": "jax", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO)}
     processes = [
-        subprocess.Popen([sys.executable, "-m", "training.train_boneage", *flags, *parallel, "--process_id", str(i)],
+        subprocess.Popen([sys.executable, "-m", "training.boneage.train", *flags, *parallel, "--process_id", str(i)],
                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i in (0, 1)
     ]
@@ -171,7 +173,7 @@ def test_distribute_flags_the_backend_can_serve_pass(monkeypatch, backend, kind)
 
 def test_mixed_precision_keeps_float32_outputs_and_weights():
     with distribution.dtype_policy("mixed_bfloat16"):
-        model = create_model("attn_sex_improved", img_dims=(32, 32, 3), backbone=tiny_backbone, weights=None,
+        model = create_model("boneage/attn_sex_improved", img_dims=(32, 32, 3), backbone=tiny_backbone, weights=None,
                              dense_units=16, gender_units=8)
         assert model.get_layer("image_dense").compute_dtype == "bfloat16"
     assert keras.config.dtype_policy().name == "float32"  # restored after the block

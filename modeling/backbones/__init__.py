@@ -1,0 +1,30 @@
+"""Backbones shared by the systems, and helpers to find and unfreeze nested sub-models.
+
+* `applications`: the original's 15 `keras.applications` names (`BACKBONE_MAP`), `build_backbone`.
+* `submodels`: `find_submodel`, `unfreeze_backbone_layers`, `weighted_layers`.
+
+3D CNNs and keras-hub transformer backbones arrive with the systems that need them.
+"""
+
+from modeling.backbones.applications import (
+    BACKBONE_LAYER_NAME,
+    BACKBONE_MAP,
+    BACKBONE_PREPROCESSING,
+    MIN_INPUT_SIZE,
+    build_backbone,
+    validate_img_dims,
+)
+from modeling.backbones.submodels import find_backbone, find_submodel, unfreeze_backbone_layers, weighted_layers
+
+__all__ = [
+    "BACKBONE_LAYER_NAME",
+    "BACKBONE_MAP",
+    "BACKBONE_PREPROCESSING",
+    "MIN_INPUT_SIZE",
+    "build_backbone",
+    "find_backbone",
+    "find_submodel",
+    "unfreeze_backbone_layers",
+    "validate_img_dims",
+    "weighted_layers",
+]

@@ -1,0 +1,9 @@
+"""Registered metrics, by task.
+
+* `regression`: `MAEMonths` / `mae_months`, the absolute error in the target's own unit for a
+  model trained on z-scored targets (bone age in months).
+"""
+
+from modeling.metrics.regression import MAEMonths, mae_months
+
+__all__ = ["MAEMonths", "mae_months"]

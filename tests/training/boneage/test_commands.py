@@ -1,0 +1,209 @@
+"""The training, prediction, evaluation, data-check and sweep commands, end to end on tiny phantoms."""
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.boneage import check_data, evaluate, phantom, predict, sweep, tune
+from training.boneage import train as train_boneage
+
+TINY = [
+    "--img_size", "64", "--backbone", "mobilenet_v2", "--weights", "none", "--dense_units", "16",
+    "--gender_units", "8", "--batch_size", "8", "--tta_steps", "2", "--attention_every", "1",
+]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("phantom")
+    phantom.make_dataset(root, n_train=24, n_val=8, n_test=8, img_size=64, seed=5)
+    return root
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_dir, tmp_path_factory):
+    output = tmp_path_factory.mktemp("run")
+    argv = ["--data_dir", str(data_dir), *TINY, "--epochs_frozen", "1", "--fine_tune", "--epochs_finetune", "1",
+            "--unfreeze_layers", "2", "--interpolation", "nearest", "--output_dir", str(output)]
+    results = train_boneage.run(argv)
+    return output, results, argv
+
+
+def test_results_json_holds_the_metrics_of_the_prediction_csv(finished_run):
+    output, results, _ = finished_run
+    saved = json.loads((output / "results.json").read_text())
+    for key in ("val_mae_months", "test_mae_months", "test_rmse_months", "test_correlation", "test_mae_months_tta",
+                "n_train", "n_val", "n_test", "wall_seconds"):
+        assert key in saved, key
+    assert (saved["n_train"], saved["n_val"], saved["n_test"]) == (24, 8, 8)
+    predictions = pd.read_csv(output / "predictions_test.csv")
+    errors = predictions["predicted_bone_age"] - predictions["true_bone_age"]
+    assert saved["test_mae_months"] == pytest.approx(errors.abs().mean(), rel=1e-5)
+    assert saved["test_rmse_months"] == pytest.approx(np.sqrt((errors**2).mean()), rel=1e-5)
+    assert saved["epochs_trained"] == 2 and saved["config"]["model_type"] == "attn_sex_improved"
+
+
+def test_saved_model_predicts_months_from_raw_pixels(finished_run, data_dir):
+    output, results, argv = finished_run
+    assert "--interpolation" in argv and "nearest" in argv  # a non-default the model must carry
+    model = keras.saving.load_model(output / "best.keras", safe_mode=True)
+    assert model.get_layer("resize").interpolation == "nearest"
+    assert model.output.shape == (None, 1) and model.inputs[0].shape == (None, 64, 64, 3)
+    layers = {layer.name for layer in model.layers}
+    assert "boneage_months" in layers
+    table = predict.images_table(output / "predictions_test.csv", image_dir=data_dir / phantom.TEST_DIR,
+                                 id_column="image_id", sex_column="male")
+    predicted, _ = predict.predict_months(model, table)
+    expected = pd.read_csv(output / "predictions_test.csv")["predicted_bone_age"].to_numpy()
+    np.testing.assert_allclose(predicted, expected, rtol=1e-4)
+
+
+def test_plots_and_logs_are_written(finished_run):
+    output, _, _ = finished_run
+    for name in ("learning_curve_loss.png", "test_predicted_vs_true.png", "test_bland_altman.png",
+                 "phase1/gate_weights.png", "phase2/gate_weights.png"):
+        assert (output / "plots" / name).stat().st_size > 1000, name
+    assert list((output / "plots" / "attention" / "phase1").glob("*.png"))
+    assert list((output / "plots" / "attention" / "phase2").glob("*.png"))
+    log = train_boneage.read_training_log(output)
+    assert log["phase"].tolist() == ["phase1", "phase2"] and {"val_mae_months", "gate_mean"} <= set(log.columns)
+
+
+def test_a_finished_run_is_not_overwritten(finished_run):
+    _, _, argv = finished_run
+    with pytest.raises(SystemExit, match="already holds a finished run"):
+        train_boneage.run(argv)
+
+
+def test_evaluate_reproduces_the_training_metrics(finished_run, data_dir, tmp_path):
+    output, results, _ = finished_run
+    csv = data_dir / phantom.TEST_CSV
+    evaluation = evaluate.run(["--model", str(output / "best.keras"), "--csv", str(csv), "--output_dir", str(tmp_path)])
+    assert evaluation["test_mae_months"] == pytest.approx(results["test_mae_months"], rel=1e-5)
+    assert evaluation["test_correlation"] == pytest.approx(results["test_correlation"], rel=1e-4)
+    assert json.loads((tmp_path / "evaluation.json").read_text())["test_n"] == 8
+
+
+def test_predict_on_a_folder_with_one_sex(finished_run, data_dir, tmp_path):
+    output, _, _ = finished_run
+    out_csv = tmp_path / "p.csv"
+    frame = predict.run(["--model", str(output / "best.keras"), "--images", str(data_dir / phantom.TEST_DIR),
+                          "--sex", "F", "--output", str(out_csv), "--use_tta", "--tta_steps", "2"])
+    assert len(frame) == 8 and (frame["male"] == 0.0).all()
+    assert {"predicted_bone_age", "predicted_bone_age_tta"} <= set(pd.read_csv(out_csv).columns)
+    with pytest.raises(SystemExit):
+        predict.run(["--model", str(output / "best.keras"), "--images", str(data_dir / phantom.TEST_DIR)])
+
+
+def test_resume_after_an_interruption(data_dir, tmp_path, monkeypatch, capsys):
+    argv = ["--data_dir", str(data_dir), *TINY, "--epochs_frozen", "1", "--fine_tune", "--epochs_finetune", "2",
+            "--output_dir", str(tmp_path / "run"), "--no-use_tta"]
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if self.params["epochs"] == 2 and epoch == 0:
+                raise RuntimeError("simulated crash in phase 2")
+
+    original = train_boneage.standard_callbacks
+    monkeypatch.setattr(train_boneage, "standard_callbacks", lambda *a: original(*a) + [Crash()])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_boneage.run(argv)
+    monkeypatch.setattr(train_boneage, "standard_callbacks", original)
+    capsys.readouterr()
+    results = train_boneage.run(argv)
+    assert "Phase 1 already finished" in capsys.readouterr().out
+    # phase 1 (1 epoch) + phase 2 epoch 1 before the crash + phase 2 epoch 2 after resuming
+    assert results["epochs_trained"] == 3
+
+
+def test_a_run_killed_after_training_only_re_evaluates(data_dir, tmp_path, capsys):
+    argv = ["--data_dir", str(data_dir), *TINY, "--epochs_frozen", "1", "--fine_tune", "--epochs_finetune", "1",
+            "--output_dir", str(tmp_path / "run"), "--no-use_tta"]
+    first = train_boneage.run(argv)
+    (tmp_path / "run" / "results.json").unlink()  # as if killed while evaluating
+    capsys.readouterr()
+    second = train_boneage.run(argv)
+    assert "Phase 2 already finished" in capsys.readouterr().out
+    assert second["epochs_trained"] == 2
+    assert second["test_mae_months"] == pytest.approx(first["test_mae_months"], rel=1e-6)
+    (tmp_path / "run" / "results.json").unlink()
+    with pytest.raises(SystemExit, match="started with other settings \\(lr\\)"):
+        train_boneage.run([*argv, "--lr", "0.01"])
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--use_cyclical_lr", "--lr", "1e-3", "--clr_max_lr", "1e-4"], "must exceed --lr"),
+        (["--dropout_rate", "1.5"], "dropout_rate"),
+        (["--epochs_frozen", "0", "--no-fine_tune"], "nothing to train"),
+        (["--backbone", "vgg16"], "invalid choice"),
+        (["--img_size", "0"], "img_size"),
+        (["--backbone_lr_multiplier", "0.1"], "works with --unfreeze_schedule only"),
+        (["--unfreeze_schedule", "4:0.5,2:1.0"], "increasing"),
+        (["--unfreeze_schedule", "4:1.5"], "(0, 1]"),
+        (["--unfreeze_schedule", "four"], "EPOCH:AMOUNT"),
+    ],
+)
+def test_bad_flags_fail_before_training(flags, message, capsys):
+    with pytest.raises(SystemExit):
+        train_boneage.parse_args(flags)
+    assert message in capsys.readouterr().err
+
+
+def test_progressive_unfreezing_from_the_command_line(data_dir, tmp_path):
+    argv = ["--data_dir", str(data_dir), *TINY, "--epochs_frozen", "1", "--fine_tune", "--epochs_finetune", "2",
+            "--unfreeze_schedule", "1:0.5", "--backbone_lr_multiplier", "0.1", "--no-use_tta",
+            "--output_dir", str(tmp_path / "run")]
+    train_boneage.run(argv)
+    log = train_boneage.read_training_log(tmp_path / "run")
+    # phase 1 and the first phase-2 epoch: frozen; then half of the weighted backbone layers
+    assert log["backbone_trainable_weights"].fillna(0).tolist()[1] == 0
+    assert log["backbone_trainable_weights"].tolist()[2] > 0
+
+
+def test_cyclical_lr_defaults_to_a_real_cycle():
+    args = train_boneage.parse_args(["--use_cyclical_lr", "--lr", "1e-4"])
+    assert args.clr_max_lr == pytest.approx(1e-3)
+
+
+def test_original_preset_restores_the_original_settings():
+    args = train_boneage.parse_args(["--preset", "original"])
+    assert (args.backbone, args.img_size, args.weights, args.batch_size, args.lr) == ("xception", 500, "imagenet", 64, 1e-4)
+    assert (args.dense_units, args.gender_units, args.epochs_frozen, args.epochs_finetune) == (500, 32, 5, 10)
+    assert args.use_clahe_val_test and args.preprocessing == "original"
+
+
+def test_check_data_reports_bad_rows(data_dir, tmp_path):
+    csv = tmp_path / "val.csv"
+    frame = pd.read_csv(data_dir / phantom.VAL_CSV, dtype=str)
+    frame.loc[0, "male"] = "maybe"
+    frame.loc[1, "Bone Age (months)"] = "-3"
+    frame.to_csv(csv, index=False)
+    status = check_data.main(["--val_csv", str(csv), "--val_images", str(data_dir / phantom.VAL_DIR), "--report", str(tmp_path / "r.json")])
+    report = json.loads((tmp_path / "r.json").read_text())["val"]
+    assert status == 1
+    assert report["skipped"] == {"unknown sex": 1, "bad age": 1} and report["rows_kept"] == 6
+    assert report["skipped_lines"] == {"unknown sex": [2], "bad age": [3]}
+
+
+def test_sweep_writes_one_comparison_table(data_dir, tmp_path):
+    table = sweep.run(["--backbones", "mobilenet_v2,mobilenet_v3_small", "--sweep_dir", str(tmp_path),
+                        "--data_dir", str(data_dir), *[f for f in TINY if f not in ("--backbone", "mobilenet_v2")],
+                        "--epochs_frozen", "1", "--no-fine_tune", "--no-use_tta", "--model_type", "attn_sex"])
+    assert sorted(table["backbone"]) == ["mobilenet_v2", "mobilenet_v3_small"]
+    saved = pd.read_csv(tmp_path / "comparison.csv")
+    assert saved["val_mae_months"].is_monotonic_increasing and len(saved) == 2
+
+
+def test_tuner_searches_and_writes_the_best_hyperparameters(data_dir, tmp_path):
+    summary = tune.run(["--tuner", "random", "--max_trials", "2", "--max_epochs", "1", "--tuning_dir", str(tmp_path),
+                        "--data_dir", str(data_dir), *TINY, "--model_type", "attn_sex"])
+    saved = json.loads((tmp_path / "best_hyperparameters.json").read_text())
+    assert saved["trials"] == 2 and set(saved["best_hyperparameters"]) == {"dropout_rate", "dense_units", "gender_units", "loss_type", "lr"}
+    train_std = pd.read_csv(data_dir / phantom.TRAIN_CSV)["boneage"].std()
+    assert saved["best_val_mae_months"] == pytest.approx(saved["best_val_mae_z"] * train_std, rel=1e-6)
+    assert summary["best_val_mae_z"] == saved["best_val_mae_z"] > 0

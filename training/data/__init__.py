@@ -1,0 +1,22 @@
+"""Data utilities shared by the systems' input pipelines.
+
+* `tables`: row-by-row table reading with errors naming the file and line (`DataError`,
+  `RowProblem`, `TableReport`, `check_rows`, `check_image_file`).
+* `images`: PNG/JPEG decoding inside `tf.data` (`decode_image`).
+* `augmentation`: random affine warps, brightness and contrast inside `tf.data` (`Augmentation`).
+"""
+
+from training.data.augmentation import Augmentation
+from training.data.images import decode_image
+from training.data.tables import DataError, RowProblem, TableReport, check_image_file, check_rows, read_csv_as_text
+
+__all__ = [
+    "Augmentation",
+    "DataError",
+    "RowProblem",
+    "TableReport",
+    "check_image_file",
+    "check_rows",
+    "decode_image",
+    "read_csv_as_text",
+]
