@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test
+.PHONY: install train test format
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,14 @@ install: $(STAMP)
 train: install
 	$(BIN)/python -m training.boneage.train
 
-# The whole suite on TensorFlow, then the model and layer tests on JAX.
+# Style first (ruff lint + format check), then the whole suite on TensorFlow, then the model and
+# layer tests on JAX. `make format` applies ruff's fixes and formatting.
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -m multibackend
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .

@@ -2,7 +2,7 @@
 
 ``python benchmarks/boneage_phantom.py [--models baseline,sex,attn_sex,attn_sex_improved] [train flags]``
 
-Trains each model type with the CPU preset (plus any extra ``train_boneage`` flags) and reports,
+Trains each model type with the CPU preset (plus any extra ``train-boneage`` flags) and reports,
 next to their test MAE in months: the histogram-ridge shortcut (RidgeCV on a 32-bin intensity
 histogram plus sex), the predict-the-mean baseline, the generator's error floor (MAE of the best
 possible reader), and for attention models the share of attention mass inside the age-bearing
@@ -11,6 +11,7 @@ and prints a Markdown table.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -77,7 +78,7 @@ def main(argv=None):
     parser.add_argument("--runs_dir", default="runs/benchmark")
     parser.add_argument("--output", default="benchmarks/results/boneage_phantom.json")
     args, train_argv = parser.parse_known_args(argv)
-    train_args = train_boneage.parse_args(train_argv)
+    config = train_boneage.parse_args(train_argv)
     rows = []
     for model_type in args.models.split(","):
         output_dir = Path(args.runs_dir) / model_type
@@ -86,7 +87,7 @@ def main(argv=None):
             results = json.loads((output_dir / "results.json").read_text())
         else:
             keras.backend.clear_session()
-            results = train_boneage.run([*train_argv, "--model_type", model_type, "--output_dir", str(output_dir)])
+            results = train_boneage.train(dataclasses.replace(config, model_type=model_type, output_dir=str(output_dir)))
         row = {
             "model": model_type,
             "test_mae_months": results["test_mae_months"],
@@ -106,7 +107,7 @@ def main(argv=None):
         "error_floor_test_mae_months": manifest["splits"]["test"]["error_floor_mae_months"],
         "dataset": manifest["arguments"],
         "train_flags": train_argv,
-        "preset": train_args.preset,
+        "preset": config.preset,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
         "keras_backend": keras.backend.backend(),
     }

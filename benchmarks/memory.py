@@ -1,6 +1,6 @@
 """Peak resident memory of the default main job over one training epoch (a script, not a test).
 
-``python benchmarks/memory.py [--epochs 1] [extra train_boneage flags]``
+``python benchmarks/memory.py [--epochs 1] [extra train-boneage flags]``
 
 Builds the default phantom first (so its generator processes are not measured), then runs
 ``python -m training.boneage.train --epochs_finetune N --no-use_tta`` in a subprocess and reads the

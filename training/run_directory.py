@@ -23,6 +23,7 @@ written (atomically) first, so a run killed at any point never leaves an unliste
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path, PurePath
 
 from training.results import to_builtin, write_json
@@ -31,6 +32,7 @@ MANIFEST = "run_manifest.json"
 FORMAT = 1
 _SHOWN_ENTRIES = 5
 _MISSING = object()
+_STAGING_MARK = ".creating-"  # a run folder being created: staged under a hidden name
 
 
 class RunDirectoryError(Exception):
@@ -123,7 +125,11 @@ class RunDirectory:
                 )
             self._delete_listed(previous)
         elif self.path.exists():
-            foreign = sorted(entry.name for entry in self.path.iterdir() if not (entry / MANIFEST).is_file())
+            foreign = sorted(
+                entry.name
+                for entry in self.path.iterdir()
+                if not (entry / MANIFEST).is_file() and not _is_staging(entry)
+            )
             if foreign:
                 shown = ", ".join(foreign[:_SHOWN_ENTRIES]) + (
                     f", ... ({len(foreign) - _SHOWN_ENTRIES} more)" if len(foreign) > _SHOWN_ENTRIES else ""
@@ -133,7 +139,6 @@ class RunDirectory:
                     f"(it holds {shown}); it is never replaced, not even with overwrite. "
                     "Choose another output folder."
                 )
-        self.path.mkdir(parents=True, exist_ok=True)
         self._manifest = {
             "format": FORMAT,
             "command": self.command,
@@ -143,7 +148,27 @@ class RunDirectory:
             "folders": [],
             "parent_folders": [],
         }
-        self._save()
+        if self.path.exists():
+            self._save()
+        else:
+            self._create_with_manifest()
+
+    def _create_with_manifest(self):
+        """Create the run folder with its manifest already inside (staged beside it, then renamed).
+
+        A parent run (process 0 of a multi-process run) opening the parent folder at the same
+        moment thus never sees this folder without its manifest.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}{_STAGING_MARK}", dir=self.path.parent))
+        write_json(staging / MANIFEST, self._manifest)
+        try:
+            os.rename(staging, self.path)
+        except OSError:  # another process created a non-empty folder here in the meantime
+            shutil.rmtree(staging)
+            raise RunDirectoryError(
+                f"{self.path} was created by another process while this run started; start it again."
+            ) from None
 
     @property
     def finished(self):
@@ -285,6 +310,11 @@ class RunDirectory:
             path = self.path / key
             if _is_inside(self.path, path) and path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
                 path.rmdir()
+
+
+def _is_staging(entry):
+    """Whether ``entry`` is a run folder still being created (see `RunDirectory._create_with_manifest`)."""
+    return entry.name.startswith(".") and _STAGING_MARK in entry.name
 
 
 def _relative_key(relative):

@@ -223,6 +223,22 @@ def test_a_folder_holding_only_sibling_runs_is_not_foreign(tmp_path):
     assert tree(tmp_path) == {MANIFEST, "process_1/", f"process_1/{MANIFEST}", "process_1/checkpoint.keras"}
 
 
+def test_a_new_run_folder_appears_with_its_manifest_and_a_staging_one_is_not_foreign(tmp_path, monkeypatch):
+    seen = []
+    real_rename = os.rename
+
+    def rename(source, destination):  # what another process sees just before the folder appears
+        seen.append((sorted(p.name for p in Path(source).iterdir()), Path(destination).exists()))
+        chief = open_run(tmp_path)  # a process-0 run opening the parent folder at that moment
+        assert not chief.resumed
+        real_rename(source, destination)
+
+    monkeypatch.setattr(os, "rename", rename)
+    open_run(tmp_path / "process_1")
+    assert seen == [([MANIFEST], False)]
+    assert tree(tmp_path) == {MANIFEST, "process_1/", f"process_1/{MANIFEST}"}
+
+
 def test_another_commands_run_is_refused_even_with_overwrite(tmp_path):
     other = RunDirectory(tmp_path, "tune-boneage", {"trials": 3})
     other.file("tuner.json").write_text("{}")

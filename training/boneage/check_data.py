@@ -1,6 +1,6 @@
 """Report the quality of a bone-age dataset before training (the original's NaN check).
 
-``python -m training.check_data --data_dir DIR`` (or the per-split ``--train_csv`` ... flags).
+``python -m training.boneage.check_data --data_dir DIR`` (or the per-split ``--train_csv`` ... flags).
 Every split is read with bad rows skipped and counted; the report gives rows kept and skipped per
 reason (with CSV line numbers), age statistics, the sex balance and a sample of image sizes. It
 is printed and written to ``--report`` as JSON. Exit status 1 when any row was bad.

@@ -48,7 +48,7 @@ def ensure_phantom(data_dir, n_train, n_val, n_test, img_size, seed, builder=Tru
 
     Args:
         data_dir: folder of the dataset (RSNA layout plus ``manifest.json``).
-        n_train, n_val, n_test, img_size, seed: the `training.phantom.make_dataset` settings.
+        n_train, n_val, n_test, img_size, seed: the `training.boneage.phantom.make_dataset` settings.
         builder: ``False`` in the other processes of a multi-process run: wait (up to
             ``wait_seconds``) for process 0 to finish a dataset with these settings.
     """

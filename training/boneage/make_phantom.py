@@ -1,7 +1,7 @@
-"""Command line: write a synthetic bone-age dataset (see training.phantom).
+"""Command line: write a synthetic bone-age dataset (see training.boneage.phantom).
 
 Example:
-    python -m training.make_phantom --out data/phantom --n_train 800 --seed 42
+    python -m training.boneage.make_phantom --out data/phantom --n_train 800 --seed 42
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _int_at_least(minimum):
 def build_parser():
     """Argument parser of the phantom generator CLI."""
     parser = argparse.ArgumentParser(
-        prog="python -m training.make_phantom",
+        prog="python -m training.boneage.make_phantom",
         description="Write a deterministic synthetic hand-radiograph dataset in the RSNA "
                     "Pediatric Bone Age layout.")
     parser.add_argument("--out", required=True, help="output directory")

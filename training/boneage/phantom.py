@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-GENERATOR_NAME = "training.phantom"
+GENERATOR_NAME = "training.boneage.phantom"
 GENERATOR_VERSION = "1.0.0"
 
 MIN_AGE_MONTHS = 1.0

@@ -1,10 +1,10 @@
 """Predict bone age in months with a model saved by the training CLI.
 
-``python -m training.predict --model runs/boneage_cpu/best.keras --images DIR_OR_CSV [--sex M|F]``
+`predict(model_path, images, ...)`, and the command ``python -m training.boneage.predict --model runs/boneage_cpu/best.keras --images DIR_OR_CSV [--sex M|F]``
 
 The saved model carries its image size, pixel scaling, CLAHE and target statistics, so no other
 flag is needed. ``--images`` is a folder (every PNG/JPEG in it; give ``--sex`` for all of them when
-the model uses sex) or a CSV in any layout `training.tables` reads (sex from its sex column, or
+the model uses sex) or a CSV in any layout `training.boneage.tables` reads (sex from its sex column, or
 ``--sex_column``, unless ``--sex`` is given).
 """
 
@@ -18,7 +18,9 @@ import modeling  # noqa: F401  (registers the custom layers for loading)
 from modeling.inference import predict_tta
 from training.boneage.pipeline import make_dataset
 from training.results import write_csv
-from training.boneage.tables import DataError, parse_sex, read_table
+from training.boneage.tables import parse_sex, read_table
+from training.cli import ConfigError, exit_on_user_errors
+from training.data.tables import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -67,9 +69,46 @@ def predict_months(model, table, batch_size=32, tta_steps=0, seed=42):
     return predicted, predicted_tta
 
 
+def predict(model_path, images, sex=None, image_dir=None, sex_column=None, id_column=None, use_tta=False, tta_steps=8,
+            batch_size=32, on_bad_rows="raise", output="predictions.csv"):
+    """Bone age in months for a folder of images or a CSV, written to ``output`` and returned.
+
+    Args:
+        model_path: a ``best.keras`` written by `training.boneage.train.train`.
+        images: a folder (every PNG/JPEG in it) or a CSV in any layout `read_table` knows.
+        sex: ``"M"`` or ``"F"`` for every image (overrides a CSV's sex column).
+        image_dir: image folder of a CSV (default: the CSV's folder).
+        sex_column, id_column: the CSV's columns holding sex and image ids.
+        use_tta, tta_steps: add test-time-augmented predictions with this many views.
+        batch_size: images per prediction step.
+        on_bad_rows: ``"raise"`` at the first bad CSV row, or ``"skip"`` bad rows.
+        output: the CSV written.
+
+    Returns:
+        A DataFrame: ``image_id``, ``path``, ``male``, ``predicted_bone_age`` (and the TTA and
+        true ages when known).
+    """
+    if not Path(model_path).is_file():
+        raise ConfigError(f"--model {model_path}: no such file")
+    model = keras.saving.load_model(model_path, safe_mode=True)
+    table = images_table(images, sex, image_dir, sex_column, id_column, on_bad_rows)
+    if len(model.inputs) > 1 and table["male"].isna().any():
+        raise ConfigError("this model uses sex: pass --sex M|F, or a CSV with a sex column")
+    predicted, predicted_tta = predict_months(model, table, batch_size, tta_steps if use_tta else 0)
+    frame = pd.DataFrame({"image_id": table["id"], "path": table["path"], "male": table["male"], "predicted_bone_age": predicted})
+    if predicted_tta is not None:
+        frame["predicted_bone_age_tta"] = predicted_tta
+    if table["boneage"].notna().all():
+        frame["true_bone_age"] = table["boneage"].to_numpy()
+    write_csv(output, frame)
+    print(f"{len(frame)} predictions written to {output}")
+    return frame
+
+
 def run(argv=None):
+    """The command ``predict-boneage``: the flags of `predict`."""
     parser = argparse.ArgumentParser(prog="predict-boneage", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="a best.keras written by training.train_boneage")
+    parser.add_argument("--model", required=True, help="a best.keras written by train-boneage")
     parser.add_argument("--images", required=True, help="folder of images, or a CSV")
     parser.add_argument("--image_dir", help="image folder for a CSV (default: the CSV's folder)")
     parser.add_argument("--sex", help="M or F for every image (overrides a CSV's sex column)")
@@ -81,24 +120,11 @@ def run(argv=None):
     parser.add_argument("--on_bad_rows", choices=("raise", "skip"), default="raise")
     parser.add_argument("--output", default="predictions.csv")
     args = parser.parse_args(argv)
-    if not Path(args.model).is_file():
-        parser.error(f"--model {args.model}: no such file")
-    model = keras.saving.load_model(args.model, safe_mode=True)
-    try:
-        table = images_table(args.images, args.sex, args.image_dir, args.sex_column, args.id_column, args.on_bad_rows)
-    except DataError as error:
-        raise SystemExit(f"Data error: {error}") from None
-    if len(model.inputs) > 1 and table["male"].isna().any():
-        parser.error("this model uses sex: pass --sex M|F, or a CSV with a sex column")
-    predicted, predicted_tta = predict_months(model, table, args.batch_size, args.tta_steps if args.use_tta else 0)
-    frame = pd.DataFrame({"image_id": table["id"], "path": table["path"], "male": table["male"], "predicted_bone_age": predicted})
-    if predicted_tta is not None:
-        frame["predicted_bone_age_tta"] = predicted_tta
-    if table["boneage"].notna().all():
-        frame["true_bone_age"] = table["boneage"].to_numpy()
-    write_csv(args.output, frame)
-    print(f"{len(frame)} predictions written to {args.output}")
-    return frame
+    with exit_on_user_errors():
+        return predict(
+            args.model, args.images, args.sex, args.image_dir, args.sex_column, args.id_column, args.use_tta,
+            args.tta_steps, args.batch_size, args.on_bad_rows, args.output,
+        )
 
 
 def main(argv=None):

@@ -74,7 +74,7 @@ def test_plots_and_logs_are_written(finished_run):
 
 def test_a_finished_run_is_not_overwritten(finished_run):
     _, _, argv = finished_run
-    with pytest.raises(SystemExit, match="already holds a finished run"):
+    with pytest.raises(SystemExit, match="already holds a finished train-boneage run"):
         train_boneage.run(argv)
 
 
@@ -119,19 +119,50 @@ def test_resume_after_an_interruption(data_dir, tmp_path, monkeypatch, capsys):
     assert results["epochs_trained"] == 3
 
 
-def test_a_run_killed_after_training_only_re_evaluates(data_dir, tmp_path, capsys):
+def test_a_run_killed_after_training_only_re_evaluates(data_dir, tmp_path, monkeypatch, capsys):
     argv = ["--data_dir", str(data_dir), *TINY, "--epochs_frozen", "1", "--fine_tune", "--epochs_finetune", "1",
             "--output_dir", str(tmp_path / "run"), "--no-use_tta"]
-    first = train_boneage.run(argv)
-    (tmp_path / "run" / "results.json").unlink()  # as if killed while evaluating
+    original = train_boneage.evaluate_and_report
+
+    def killed_while_evaluating(*args):
+        raise KeyboardInterrupt("killed while evaluating")
+
+    monkeypatch.setattr(train_boneage, "evaluate_and_report", killed_while_evaluating)
+    with pytest.raises(KeyboardInterrupt):
+        train_boneage.run(argv)
+    monkeypatch.setattr(train_boneage, "evaluate_and_report", original)
     capsys.readouterr()
-    second = train_boneage.run(argv)
+    first = train_boneage.run(argv)
     assert "Phase 2 already finished" in capsys.readouterr().out
-    assert second["epochs_trained"] == 2
+    assert first["epochs_trained"] == 2
+    second = train_boneage.run([*argv, "--overwrite"])  # trains again from scratch, same seed
     assert second["test_mae_months"] == pytest.approx(first["test_mae_months"], rel=1e-6)
-    (tmp_path / "run" / "results.json").unlink()
-    with pytest.raises(SystemExit, match="started with other settings \\(lr\\)"):
+
+
+def test_an_unfinished_run_with_other_settings_is_refused_then_restarted_with_overwrite(data_dir, tmp_path, monkeypatch):
+    argv = ["--data_dir", str(data_dir), *TINY, "--epochs_frozen", "1", "--no-fine_tune", "--no-use_tta",
+            "--output_dir", str(tmp_path / "run")]
+    monkeypatch.setattr(train_boneage, "evaluate_and_report", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        train_boneage.run(argv)
+    monkeypatch.undo()
+    (tmp_path / "run" / "my_notes.txt").write_text("the user's own file")
+    with pytest.raises(SystemExit, match=r"other settings.*lr: 0\.001 -> 0\.01"):
         train_boneage.run([*argv, "--lr", "0.01"])
+    results = train_boneage.run([*argv, "--lr", "0.01", "--overwrite"])
+    assert results["config"]["lr"] == 0.01 and results["epochs_trained"] == 1
+    assert (tmp_path / "run" / "my_notes.txt").read_text() == "the user's own file"
+
+
+def test_a_folder_that_is_not_a_run_is_never_written(data_dir, tmp_path):
+    folder = tmp_path / "my_data"
+    folder.mkdir()
+    (folder / "scan.png").write_bytes(b"not ours")
+    argv = ["--data_dir", str(data_dir), *TINY, "--epochs_frozen", "1", "--no-fine_tune", "--output_dir", str(folder),
+            "--overwrite"]
+    with pytest.raises(SystemExit, match="not a run of this project"):
+        train_boneage.run(argv)
+    assert sorted(path.name for path in folder.iterdir()) == ["scan.png"]
 
 
 @pytest.mark.parametrize(

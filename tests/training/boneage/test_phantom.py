@@ -1,4 +1,4 @@
-"""Tests of the synthetic bone-age radiograph generator (training.phantom)."""
+"""Tests of the synthetic bone-age radiograph generator (training.boneage.phantom)."""
 
 import json
 import os

@@ -1,0 +1,50 @@
+"""BoneAgeConfig: the training command's flags, one field each; presets; validation."""
+
+import dataclasses
+
+import pytest
+
+from training.boneage import PRESETS, BoneAgeConfig
+from training.boneage import train as train_boneage
+from training.cli import ConfigError
+
+
+def test_every_flag_is_a_config_field_and_back():
+    dests = {action.dest for action in train_boneage.build_parser()._actions if action.dest != "help"}
+    assert dests == {field.name for field in dataclasses.fields(BoneAgeConfig)}
+
+
+def test_the_cpu_preset_is_the_default_and_the_command_line_gives_the_same_config():
+    assert BoneAgeConfig.from_preset("cpu") == BoneAgeConfig()
+    assert train_boneage.parse_args([]) == BoneAgeConfig().validated()
+    assert train_boneage.parse_args(["--preset", "original", "--lr", "3e-4"]) == (
+        BoneAgeConfig.from_preset("original", lr=3e-4).validated()
+    )
+
+
+def test_presets_hold_the_original_and_the_cpu_settings():
+    cpu, original = BoneAgeConfig(), BoneAgeConfig.from_preset("original")
+    assert (cpu.backbone, cpu.img_size, cpu.epochs_frozen, cpu.epochs_finetune, cpu.bn_momentum) == ("mobilenet_v2", 96, 0, 24, 0.9)
+    assert (original.model_type, original.use_tta, original.bn_momentum, original.output_dir) == (
+        "baseline", False, None, "runs/boneage_original"
+    )
+    assert set(PRESETS) == {"cpu", "original"}
+
+
+def test_help_shows_each_presets_value(capsys):
+    with pytest.raises(SystemExit):
+        train_boneage.parse_args(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "[presets: cpu 96, original 500]" in help_text
+    assert "[presets: cpu mobilenet_v2, original xception]" in help_text
+
+
+def test_validation_names_the_setting_and_fills_derived_defaults():
+    assert BoneAgeConfig(use_cyclical_lr=True, lr=2e-4).validated().clr_max_lr == pytest.approx(2e-3)
+    assert BoneAgeConfig(weights="None").validated().weights is None
+    with pytest.raises(ConfigError, match="--dropout_rate must be in"):
+        BoneAgeConfig(dropout_rate=1.0).validated()
+    with pytest.raises(ConfigError, match=r"Unknown setting\(s\) \['learning_rate'\]"):
+        BoneAgeConfig.from_preset("cpu", learning_rate=0.1)
+    with pytest.raises(ConfigError, match="Unknown preset 'gpu'"):
+        BoneAgeConfig.from_preset("gpu")
