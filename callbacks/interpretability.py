@@ -20,28 +20,33 @@ from modeling.inference.batches import (
 
 
 class GateWeightLogger(keras.callbacks.Callback):
-    """Records the gated fusion's gate on validation data after every epoch.
+    """Records a fusion gate on validation data after every epoch.
 
-    The gate (a sigmoid, near 1 favouring the image, near 0 the sex
-    features) is the output of the layer ``layer_name``. Each epoch adds
-    ``gate_mean`` and ``gate_std`` (over all samples and gate units) to the
-    logs, so History, CSVLogger and TensorBoard get them (place this callback
-    before those). The histograms are kept in ``history`` and written with
-    the scalars to ``output_dir/gate_weights.json``; with the TensorFlow
-    backend, TensorBoard installed and a ``log_dir`` they also go to
-    TensorBoard as histograms.
-    ``output_dir/gate_weights.png`` shows mean, spread and histogram per epoch.
+    The gate is the output of the layer ``layer_name`` (values in [0, 1],
+    e.g. a sigmoid; in the bone-age gated fusion ``fusion_gate``, near 1
+    favouring the image and near 0 the sex features). Each epoch adds
+    ``<name>_mean`` and ``<name>_std`` (over all samples and gate units; by
+    default ``gate_mean`` and ``gate_std``) to the logs, so History, CSVLogger
+    and TensorBoard get them (place this callback before those). The
+    histograms are kept in ``history`` and written with the scalars to
+    ``output_dir/<name>_weights.json``; with the TensorFlow backend,
+    TensorBoard installed and a ``log_dir`` they also go to TensorBoard as
+    histograms. ``output_dir/<name>_weights.png`` shows mean, spread and
+    histogram per epoch. Give each logger of one run its own ``name``.
 
     Args:
         validation_data: the model's inputs (arrays, or ``(inputs, targets)``,
             or a dataset), in the forms `predict_tta` accepts.
         output_dir: folder for the JSON and PNG files (created if needed).
-        layer_name: name of the gate layer.
+        layer_name: name of the gate layer; searched in nested models too
+            when the model has no such layer, and ``"encoder/gate"`` names the
+            layer ``gate`` of the nested model ``encoder``.
         bins: number of histogram bins over [0, 1].
         batch_size: batch size for array data.
         log_dir: TensorBoard folder for the histograms, written under
-            ``log_dir/gate``; needs the TensorFlow backend and the
+            ``log_dir/<name>``; needs the TensorFlow backend and the
             ``tensorboard`` package, else a warning says they are skipped.
+        name: prefix of the log keys and file names.
 
     Example:
 
@@ -60,6 +65,7 @@ class GateWeightLogger(keras.callbacks.Callback):
         bins=10,
         batch_size=32,
         log_dir=None,
+        name="gate",
     ):
         super().__init__()
         if isinstance(bins, bool) or int(bins) != bins or bins < 1:
@@ -70,7 +76,9 @@ class GateWeightLogger(keras.callbacks.Callback):
         self.bin_edges = np.linspace(0.0, 1.0, int(bins) + 1)
         self.batch_size = batch_size
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
-        self.history = {"epoch": [], "gate_mean": [], "gate_std": [], "histogram": []}
+        self.name = name
+        self._mean_key, self._std_key = f"{name}_mean", f"{name}_std"
+        self.history = {"epoch": [], self._mean_key: [], self._std_key: [], "histogram": []}
         self._gate_model = None
         self._use_tensorboard = False
         self._writer = None
@@ -83,6 +91,7 @@ class GateWeightLogger(keras.callbacks.Callback):
             "bins": len(self.bin_edges) - 1,
             "batch_size": self.batch_size,
             "log_dir": self.log_dir,
+            "name": self.name,
         }
 
     def on_train_begin(self, logs=None):
@@ -115,26 +124,26 @@ class GateWeightLogger(keras.callbacks.Callback):
         std = float(ops.convert_to_numpy(ops.std(gates)))
         counts, _ = ops.histogram(gates, bins=len(self.bin_edges) - 1, range=(0.0, 1.0))
         self.history["epoch"].append(epoch)
-        self.history["gate_mean"].append(mean)
-        self.history["gate_std"].append(std)
+        self.history[self._mean_key].append(mean)
+        self.history[self._std_key].append(std)
         self.history["histogram"].append([int(c) for c in ops.convert_to_numpy(counts)])
         if logs is not None:
-            logs.update({"gate_mean": mean, "gate_std": std})
+            logs.update({self._mean_key: mean, self._std_key: std})
         if self._use_tensorboard:
             self._write_tensorboard_histogram(gates, epoch)
         self._write_json()
-        self.plot().savefig(os.path.join(self.output_dir, "gate_weights.png"))
+        self.plot().savefig(os.path.join(self.output_dir, f"{self.name}_weights.png"))
 
     def plot(self):
         """Figure of the gate over epochs: mean with a one-std band, and the histograms."""
         figure = Figure(figsize=(10, 4))
         line_axes, map_axes = figure.subplots(1, 2)
         epochs = np.asarray(self.history["epoch"]) + 1
-        mean, std = np.asarray(self.history["gate_mean"]), np.asarray(self.history["gate_std"])
+        mean, std = np.asarray(self.history[self._mean_key]), np.asarray(self.history[self._std_key])
         line_axes.plot(epochs, mean, "o-", label="mean")
         line_axes.fill_between(epochs, mean - std, mean + std, alpha=0.3, label="mean ± std")
         line_axes.set(xlabel="Epoch", ylabel="Gate weight", ylim=(0.0, 1.0))
-        line_axes.set_title("Gate (1 = image, 0 = sex)")
+        line_axes.set_title(f"'{self.layer_name}' over epochs")
         line_axes.legend()
         counts = np.asarray(self.history["histogram"], dtype=float).T
         image = map_axes.imshow(
@@ -151,14 +160,14 @@ class GateWeightLogger(keras.callbacks.Callback):
 
     def _write_json(self):
         record = {"layer": self.layer_name, "bin_edges": self.bin_edges.tolist(), **self.history}
-        with open(os.path.join(self.output_dir, "gate_weights.json"), "w") as file:
+        with open(os.path.join(self.output_dir, f"{self.name}_weights.json"), "w") as file:
             json.dump(record, file, indent=1)
 
     def _write_tensorboard_histogram(self, gates, epoch):
         import tensorflow as tf  # optional: only reached with the TensorFlow backend and TensorBoard
 
         if self._writer is None:
-            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "gate"))
+            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, self.name))
         with self._writer.as_default():
             tf.summary.histogram(self.layer_name, gates, step=epoch, buckets=len(self.bin_edges) - 1)
         self._writer.flush()
@@ -171,16 +180,18 @@ class AttentionMapLogger(keras.callbacks.Callback):
     in (-1, 1)) is upsampled bilinearly to the image size and drawn in a
     diverging colour map over the grey image, scaled to the largest absolute
     value shown (given on the colour bar); the top row shows the images
-    alone. Files: ``output_dir/attention_epoch_{epoch:03d}.png`` (1-based
-    epoch, as Keras prints it); ``saved`` lists them.
+    alone. Files: ``output_dir/<name>_epoch_{epoch:03d}.png`` (1-based
+    epoch, as Keras prints it; by default ``attention_epoch_005.png``);
+    ``saved`` lists them.
 
     Args:
         inputs: the model's inputs for the images to show (arrays, as for
             `predict_tta`, without targets); only the first ``max_images`` are used.
         output_dir: folder for the PNG files (created if needed).
         every: save after every ``every``-th epoch.
-        layer_name: name of the attention-map layer.
+        layer_name: name of the attention-map layer, searched as in `GateWeightLogger`.
         max_images: number of images drawn.
+        name: prefix of the file names.
 
     Example:
 
@@ -191,16 +202,17 @@ class AttentionMapLogger(keras.callbacks.Callback):
     'attention_map'
     """
 
-    def __init__(self, inputs, output_dir, every=1, layer_name="attention_map", max_images=4):
+    def __init__(self, inputs, output_dir, every=1, layer_name="attention_map", max_images=4, name="attention"):
         super().__init__()
-        for name, value in (("every", every), ("max_images", max_images)):
+        for argument, value in (("every", every), ("max_images", max_images)):
             if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
+                raise ValueError(f"`{argument}` must be a positive integer; got {value!r}.")
         self.inputs = inputs
         self.output_dir = os.fspath(output_dir)
         self.every = int(every)
         self.layer_name = layer_name
         self.max_images = int(max_images)
+        self.name = name
         self.saved = []
         self._map_model = None
         self._arrays = None
@@ -212,6 +224,7 @@ class AttentionMapLogger(keras.callbacks.Callback):
             "every": self.every,
             "layer_name": self.layer_name,
             "max_images": self.max_images,
+            "name": self.name,
         }
 
     def on_train_begin(self, logs=None):
@@ -233,20 +246,73 @@ class AttentionMapLogger(keras.callbacks.Callback):
         images = self._arrays[image_index(self.model)]
         maps = self._map_model.predict_on_batch(model_call_inputs(self._arrays))
         maps = ops.convert_to_numpy(ops.image.resize(maps, images.shape[1:3], interpolation="bilinear"))
-        path = os.path.join(self.output_dir, f"attention_epoch_{epoch + 1:03d}.png")
+        path = os.path.join(self.output_dir, f"{self.name}_epoch_{epoch + 1:03d}.png")
         _overlay_figure(images, maps[..., 0], f"'{self.layer_name}' after epoch {epoch + 1}").savefig(path)
         self.saved.append(path)
 
 
 def _output_model(model, layer_name, caller, what):
-    """A model from ``model``'s inputs to the output of its layer ``layer_name``."""
-    names = [layer.name for layer in model.layers]
-    if layer_name not in names:
+    """A model from ``model``'s inputs to the output of its layer ``layer_name``, at any depth."""
+    output = _layer_output(model, layer_name)
+    if output is None:
+        nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
         raise ValueError(
             f"{caller} needs a model with {what} (layer '{layer_name}'); model '{model.name}' "
-            f"has none. Its layers: {names}."
+            f"has none. Its layers: {[layer.name for layer in model.layers]}; nested models: {nested}."
         )
-    return keras.Model(model.inputs, model.get_layer(layer_name).output)
+    return keras.Model(model.inputs, output)
+
+
+def _layer_output(model, layer_name):
+    """The symbolic output of layer ``layer_name`` on ``model``'s inputs, or ``None`` if absent.
+
+    A layer of ``model`` itself comes first, else one found in exactly one nested model;
+    ``"outer/inner"`` looks for ``inner`` in the nested model ``outer`` only.
+    """
+    head, _, rest = layer_name.partition("/")
+    layers = {layer.name: layer for layer in model.layers}
+    if rest:
+        nested = layers.get(head)
+        inner = _layer_output(nested, rest) if isinstance(nested, keras.Model) else None
+        return None if inner is None else _through(model, nested, inner)
+    if layer_name in layers:
+        return _call_of(model, layers[layer_name]).outputs[0]
+    found = []
+    for nested in layers.values():
+        if isinstance(nested, keras.Model):
+            inner = _layer_output(nested, layer_name)
+            if inner is not None:
+                found.append((nested, inner))
+    if len(found) > 1:
+        owners = [nested.name for nested, _ in found]
+        raise ValueError(
+            f"The nested models {owners} of '{model.name}' all have a layer '{layer_name}'; "
+            f"name one as '{owners[0]}/{layer_name}'."
+        )
+    return _through(model, *found[0]) if found else None
+
+
+def _through(model, nested, inner_output):
+    """``inner_output`` (a tensor of the nested model ``nested``) on ``model``'s inputs."""
+    arguments = _call_of(model, nested).arguments
+    call_inputs = arguments.args[0] if arguments.args else arguments.kwargs["inputs"]
+    probe = keras.Model(list(_graph(nested).inputs), inner_output)
+    return probe(keras.tree.flatten(call_inputs))
+
+
+def _call_of(model, layer):
+    """The node of ``model``'s graph where ``layer`` is called (there must be one)."""
+    calls = [node for nodes in _graph(model)._nodes_by_depth.values() for node in nodes if node.operation is layer]
+    if len(calls) != 1:
+        raise ValueError(
+            f"Layer '{layer.name}' is called {len(calls)} times in model '{model.name}'; "
+            "which call to log is ambiguous."
+        )
+    return calls[0]
+
+
+def _graph(model):
+    return getattr(model, "_functional", None) or model  # a Sequential keeps its graph there
 
 
 def _overlay_figure(images, maps, title):

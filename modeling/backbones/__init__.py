@@ -1,7 +1,7 @@
 """Backbones shared by the systems, and helpers to find and unfreeze nested sub-models.
 
 * `applications`: the original's 15 `keras.applications` names (`BACKBONE_MAP`), `build_backbone`.
-* `submodels`: `find_submodel`, `unfreeze_backbone_layers`, `weighted_layers`.
+* `submodels`: `find_submodel`, `unfreeze_backbone_layers`, `unfreeze_last_layers`, `weighted_layers`.
 
 3D CNNs and keras-hub transformer backbones arrive with the systems that need them.
 """
@@ -14,7 +14,13 @@ from modeling.backbones.applications import (
     build_backbone,
     validate_img_dims,
 )
-from modeling.backbones.submodels import find_backbone, find_submodel, unfreeze_backbone_layers, weighted_layers
+from modeling.backbones.submodels import (
+    find_backbone,
+    find_submodel,
+    unfreeze_backbone_layers,
+    unfreeze_last_layers,
+    weighted_layers,
+)
 
 __all__ = [
     "BACKBONE_LAYER_NAME",
@@ -25,6 +31,7 @@ __all__ = [
     "find_backbone",
     "find_submodel",
     "unfreeze_backbone_layers",
+    "unfreeze_last_layers",
     "validate_img_dims",
     "weighted_layers",
 ]

@@ -51,13 +51,44 @@ def weighted_layers(submodel, freeze_batchnorm=True):
     ]
 
 
+def unfreeze_last_layers(submodel, count, freeze_batchnorm=True):
+    """Make the last ``count`` weighted layers of ``submodel`` trainable and freeze all others.
+
+    The container itself is unfrozen (a frozen container hides every weight below it).
+
+    Args:
+        submodel: a model, usually a nested one (see `find_submodel`).
+        count: how many of `weighted_layers` to unfreeze, counted from the top; ``0`` freezes all.
+        freeze_batchnorm: keep BatchNormalization layers frozen (they are not counted then).
+
+    Returns:
+        The number of trainable weight tensors in ``submodel`` afterwards.
+
+    Example:
+
+    >>> import keras
+    >>> encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(2)])
+    >>> unfreeze_last_layers(encoder, 1), [layer.trainable for layer in encoder.layers]
+    (2, [False, True])
+    """
+    if int(count) < 0:
+        raise ValueError(f"The number of layers to unfreeze must be >= 0; got {count!r}.")
+    submodel.trainable = True
+    candidates = weighted_layers(submodel, freeze_batchnorm)
+    unfrozen = {id(layer) for layer in candidates[max(0, len(candidates) - int(count)) :]}
+    for layer in submodel.layers:
+        layer.trainable = id(layer) in unfrozen
+    return len(submodel.trainable_weights)
+
+
 def unfreeze_backbone_layers(model, n_layers=2, freeze_batchnorm=True, name=None):
     """Make the last ``n_layers`` weighted layers of a nested backbone trainable.
 
     The original set the layers' flags but left the backbone container frozen,
     which in Keras hides every weight below it, so nothing was ever trained.
     Here the container is unfrozen, the last ``n_layers`` layers that own
-    weights become trainable and all earlier ones stay frozen.
+    weights become trainable and all earlier ones stay frozen
+    (`unfreeze_last_layers` on the nested model).
     BatchNormalization layers stay frozen (so in inference mode) unless
     ``freeze_batchnorm=False``; they are not counted in ``n_layers`` then.
     Recompile the model afterwards for the change to take effect in ``fit``.
@@ -79,15 +110,7 @@ def unfreeze_backbone_layers(model, n_layers=2, freeze_batchnorm=True, name=None
     >>> unfreeze_backbone_layers(model, n_layers=1)
     1
     """
-    if int(n_layers) < 0:
-        raise ValueError(f"`n_layers` must be >= 0; got {n_layers!r}.")
-    backbone = find_submodel(model, name)
-    backbone.trainable = True
-    candidates = weighted_layers(backbone, freeze_batchnorm)
-    unfrozen = {id(layer) for layer in candidates[max(0, len(candidates) - int(n_layers)) :]}
-    for layer in backbone.layers:
-        layer.trainable = id(layer) in unfrozen
-    return len(backbone.trainable_weights)
+    return unfreeze_last_layers(find_submodel(model, name), n_layers, freeze_batchnorm)
 
 
 def _nested_models(model):

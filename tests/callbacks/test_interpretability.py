@@ -98,14 +98,143 @@ def test_logger_and_tta_configs_are_plain_json(tmp_path):
 
     import numpy as np
 
-    from callbacks import AttentionMapLogger, GateWeightLogger, Rotation, TestTimeAugmentation
+    from callbacks import AttentionMapLogger, GateWeightLogger, TestTimeAugmentation
+    from modeling.inference import Rotation
 
     inputs = [np.zeros((2, 32, 32, 3), "float32"), np.ones((2, 1), "float32")]
     gate = GateWeightLogger(inputs, tmp_path / "gate", bins=5, log_dir=tmp_path / "tb")
     attention = AttentionMapLogger(inputs, tmp_path / "maps", every=3, max_images=2)
     tta = TestTimeAugmentation((inputs, np.zeros((2, 1))), epochs=[4, 1], transforms=[Rotation(3.0)], n=4, boneage_std=28.0)
     assert json.loads(json.dumps(gate.get_config()))["bins"] == 5
-    assert attention.get_config() == {"output_dir": str(tmp_path / "maps"), "every": 3, "layer_name": "attention_map", "max_images": 2}
+    assert attention.get_config() == {
+        "output_dir": str(tmp_path / "maps"), "every": 3, "layer_name": "attention_map", "max_images": 2, "name": "attention"
+    }
+    assert gate.get_config() == {
+        "output_dir": str(tmp_path / "gate"), "layer_name": "fusion_gate", "bins": 5, "batch_size": 32,
+        "log_dir": str(tmp_path / "tb"), "name": "gate",
+    }
     config = json.loads(json.dumps(tta.get_config()))
     assert config["epochs"] == [1, 4] and config["n"] == 4 and config["boneage_std"] == 28.0
-    assert config["transforms"] == [{"max_degrees": 3.0, "class_name": "Rotation"}]
+    assert config["transforms"] == [{**Rotation(3.0).get_config(), "class_name": "Rotation"}]
+    assert config["transforms"][0]["max_degrees"] == 3.0
+
+
+# A gate of another system: "modality_gate" = sigmoid(Dense(4)) of [projection(features), extra],
+# either in the model itself or in nested blocks fed by the model's "projection" layer.
+def gated_mix(left, right):
+    gate = keras.layers.Dense(4, activation="sigmoid", name="modality_gate")(keras.layers.Concatenate()([left, right]))
+    return keras.layers.Multiply()([gate, keras.layers.Dense(4)(left)])
+
+
+def gated_model(blocks=()):
+    features, extra = keras.Input((6,), name="features"), keras.Input((3,), name="extra")
+    projected = keras.layers.Dense(5, name="projection")(features)
+    mixed = [gated_mix(projected, extra)] if not blocks else []
+    for name in blocks:
+        left, right = keras.Input((5,)), keras.Input((3,))
+        mixed.append(keras.Model([left, right], gated_mix(left, right), name=name)([projected, extra]))
+    joined = mixed[0] if len(mixed) == 1 else keras.layers.Concatenate()(mixed)
+    model = keras.Model([features, extra], keras.layers.Dense(1)(joined))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    return model
+
+
+def gate_data(size=7):
+    rng = np.random.default_rng(1)
+    inputs = {"features": rng.normal(size=(size, 6)).astype("float32"), "extra": rng.normal(size=(size, 3)).astype("float32")}
+    return inputs, rng.normal(size=(size, 1)).astype("float32")
+
+
+class DirectGates(keras.callbacks.Callback):
+    """Mean and std of the gate after every epoch, computed in numpy from the layers' weights."""
+
+    def __init__(self, inputs, block=None):
+        super().__init__()
+        self.inputs, self.block, self.means, self.stds = inputs, block, [], []
+
+    def on_epoch_end(self, epoch, logs=None):
+        owner = self.model if self.block is None else self.model.get_layer(self.block)
+        (p_kernel, p_bias), (g_kernel, g_bias) = (
+            [keras.ops.convert_to_numpy(w) for w in layer.weights]
+            for layer in (self.model.get_layer("projection"), owner.get_layer("modality_gate"))
+        )
+        projected = self.inputs["features"] @ p_kernel + p_bias
+        logits = np.concatenate([projected, self.inputs["extra"]], axis=1) @ g_kernel + g_bias
+        gates = 1.0 / (1.0 + np.exp(-logits.astype("float64")))
+        self.means.append(gates.mean())
+        self.stds.append(gates.std())
+
+
+@pytest.mark.parametrize(
+    "blocks, layer_name, block",
+    [
+        ((), "modality_gate", None),  # in the model itself
+        (("fusion_block",), "modality_gate", "fusion_block"),  # found inside the nested model
+        (("block_a", "block_b"), "block_b/modality_gate", "block_b"),  # named by its nested model
+    ],
+)
+def test_gate_logger_logs_any_named_gate_as_computed_directly(tmp_path, blocks, layer_name, block):
+    model = gated_model(blocks)
+    inputs, targets = gate_data()
+    logger = GateWeightLogger((inputs, targets), tmp_path, layer_name=layer_name, bins=5, batch_size=3, name="modality")
+    direct = DirectGates(inputs, block)
+    history = model.fit(inputs, targets, epochs=3, batch_size=4, verbose=0, callbacks=[logger, direct])
+    np.testing.assert_allclose(history.history["modality_mean"], direct.means, rtol=1e-5)
+    np.testing.assert_allclose(history.history["modality_std"], direct.stds, rtol=1e-4)
+    assert len(set(history.history["modality_mean"])) == 3  # it trains: a new value every epoch
+    assert "gate_mean" not in history.history
+    record = json.loads((tmp_path / "modality_weights.json").read_text())
+    assert record["layer"] == layer_name and record["modality_mean"] == history.history["modality_mean"]
+    assert all(sum(counts) == 7 * 4 for counts in record["histogram"])  # 7 samples x 4 gate units
+    assert (tmp_path / "modality_weights.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert not (tmp_path / "gate_weights.json").exists()
+
+
+def test_gate_in_several_nested_models_must_be_named_by_its_model(tmp_path):
+    logger = GateWeightLogger(gate_data()[0], tmp_path, layer_name="modality_gate")
+    logger.set_model(gated_model(("block_a", "block_b")))
+    with pytest.raises(ValueError, match=r"\['block_a', 'block_b'\].*'block_a/modality_gate'"):
+        logger.on_train_begin()
+    logger = GateWeightLogger(gate_data()[0], tmp_path, layer_name="block_c/modality_gate")
+    logger.set_model(gated_model(("block_a", "block_b")))
+    with pytest.raises(ValueError, match=r"nested models: \['block_a', 'block_b'\]"):
+        logger.on_train_begin()
+
+
+def test_attention_logger_takes_a_nested_map_and_a_file_prefix(tmp_path):
+    image = keras.Input((16, 16, 3), name="image")
+    features = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(image)
+    saliency = keras.layers.Conv2D(1, 1, activation="tanh", name="saliency")(features)
+    encoder = keras.Model(image, keras.layers.Multiply()([features, saliency]), name="encoder")
+    outer_image = keras.Input((16, 16, 3), name="image")
+    pooled = keras.layers.GlobalAveragePooling2D()(encoder(outer_image))
+    model = keras.Model(outer_image, keras.layers.Dense(1)(pooled))
+    model.compile(optimizer="adam", loss="mse")
+    images = np.random.default_rng(2).uniform(-1, 1, size=(4, 16, 16, 3)).astype("float32")
+    maps = AttentionMapLogger(images, tmp_path, layer_name="saliency", max_images=2, name="saliency")
+    model.fit(images, np.zeros((4, 1), "float32"), epochs=2, verbose=0, callbacks=[maps])
+    assert [path.rsplit("/", 1)[-1] for path in maps.saved] == ["saliency_epoch_001.png", "saliency_epoch_002.png"]
+    assert (tmp_path / "saliency_epoch_002.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert maps.get_config()["name"] == "saliency"
+
+
+@pytest.mark.parametrize("outer", ["functional", "sequential"])
+def test_gate_logger_reaches_into_nested_sequentials(tmp_path, outer):
+    inner = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(2, activation="sigmoid", name="unit_gate"), keras.layers.Dense(2)],
+        name="encoder",
+    )
+    if outer == "sequential":
+        model = keras.Sequential([keras.Input((3,)), inner, keras.layers.Dense(1)])
+    else:
+        features = keras.Input((3,))
+        model = keras.Model(features, keras.layers.Dense(1)(inner(features, training=False)))
+    data = np.random.default_rng(3).normal(size=(5, 3)).astype("float32")
+    logger = GateWeightLogger(data, tmp_path, layer_name="unit_gate", bins=2)
+    logger.set_model(model)
+    logger.on_train_begin()
+    logs = {}
+    logger.on_epoch_end(0, logs)
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in inner.get_layer("unit_gate").weights)
+    gates = 1.0 / (1.0 + np.exp(-(data @ kernel + bias).astype("float64")))
+    assert logs == pytest.approx({"gate_mean": gates.mean(), "gate_std": gates.std()}, rel=1e-5)
