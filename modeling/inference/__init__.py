@@ -1,7 +1,8 @@
 """Inference utilities: test-time augmentation and the view transforms it draws.
 
-* `transforms`: `Flip`, `Rotation`, `Shift`, `Zoom` (`ViewTransform`), `sample_views`, `apply_views`.
-* `tta`: `predict_tta` (views through the model in one pass, reduced per image).
+* `transforms`: `Flip`, `Rotation`, `Shift`, `Zoom` (`ViewTransform`), `sample_views`, `apply_views`,
+  `undo_views` (per-pixel predictions warped back); images and volumes, geometry from `modeling.geometry`.
+* `tta`: `predict_tta` (views through the model in one pass, maps warped back, reduced per image).
 * `batches`: reading inputs and targets batch by batch from arrays or a `tf.data.Dataset`.
 
 The Keras callback that runs `predict_tta` during ``fit`` is `callbacks.TestTimeAugmentation`.
@@ -16,11 +17,13 @@ from modeling.inference.transforms import (
     Zoom,
     apply_views,
     sample_views,
+    undo_views,
 )
-from modeling.inference.tta import REDUCTIONS, predict_tta
+from modeling.inference.tta import OUTPUTS, REDUCTIONS, predict_tta
 
 __all__ = [
     "DEFAULT_TRANSFORMS",
+    "OUTPUTS",
     "REDUCTIONS",
     "Flip",
     "Rotation",
@@ -30,4 +33,5 @@ __all__ = [
     "apply_views",
     "predict_tta",
     "sample_views",
+    "undo_views",
 ]

@@ -1,23 +1,27 @@
-"""Random geometric views of an image for test-time augmentation.
+"""Random geometric views of images or volumes for test-time augmentation.
 
-Each transform draws, from a seeded generator, one 3x3 matrix per view that
-maps output pixel coordinates ``(x, y, 1)`` to input coordinates. The
-matrices of a list of transforms are multiplied into one affine warp per
-view, applied with `keras.ops.image.affine_transform` (any backend).
+Each transform draws, from a seeded generator, one matrix per view that maps output pixel
+coordinates to input coordinates (3x3 for images ``(x, y, 1)``, 4x4 for volumes
+``(x, y, z, 1)``; built by `modeling.geometry`). The matrices of a list of transforms are
+multiplied into one affine warp per view; `apply_views` warps the inputs with it and
+`undo_views` warps per-pixel predictions back with its inverse.
 """
 
 import keras
 import numpy as np
 
+from modeling import geometry
+
 
 class ViewTransform:
     """Base class: a family of random affine maps, sampled ``n`` at a time.
 
-    Subclasses implement ``matrices(rng, n, height, width)`` returning an
-    array ``(n, 3, 3)`` that maps output to input pixel coordinates.
+    Subclasses implement ``matrices(rng, n, *shape)`` for a spatial ``shape`` ``(H, W)``
+    (returning ``(n, 3, 3)``) or ``(D, H, W)`` (returning ``(n, 4, 4)``), mapping output to
+    input pixel coordinates. Settings about the depth axis act on volumes only.
     """
 
-    def matrices(self, rng, n, height, width):
+    def matrices(self, rng, n, *shape):
         raise NotImplementedError
 
     def get_config(self):
@@ -39,65 +43,68 @@ class Flip(ViewTransform):
         horizontal: allow left-right mirroring.
         vertical: allow top-bottom mirroring.
         probability: chance that a view is mirrored (per direction).
+        depth: volumes only: allow mirroring along the depth (slice) axis.
 
     Example:
 
     >>> Flip(probability=1.0).matrices(np.random.default_rng(0), 1, 4, 6)[0].tolist()
     [[-1.0, 0.0, 5.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    >>> Flip(horizontal=False, depth=True, probability=1.0).matrices(np.random.default_rng(0), 1, 3, 4, 6)[0, 2].tolist()
+    [0.0, 0.0, -1.0, 2.0]
     """
 
-    def __init__(self, horizontal=True, vertical=False, probability=0.5):
-        if not (horizontal or vertical):
-            raise ValueError("Flip needs `horizontal` or `vertical` (or both).")
+    def __init__(self, horizontal=True, vertical=False, probability=0.5, depth=False):
+        if not (horizontal or vertical or depth):
+            raise ValueError("Flip needs `horizontal`, `vertical` or `depth` (or several).")
         if not 0 <= probability <= 1:
             raise ValueError(f"`probability` must be in [0, 1]; got {probability!r}.")
         self._config = {
             "horizontal": bool(horizontal),
             "vertical": bool(vertical),
             "probability": float(probability),
+            "depth": bool(depth),
         }
 
-    def matrices(self, rng, n, height, width):
-        result = np.tile(np.eye(3), (n, 1, 1))
-        directions = ((0, self._config["horizontal"], width), (1, self._config["vertical"], height))
-        for axis, enabled, size in directions:
-            flipped = rng.random(n) < self._config["probability"]
-            if enabled:
-                result[flipped, axis, axis] = -1.0
-                result[flipped, axis, 2] = size - 1.0
-        return result
+    def matrices(self, rng, n, *shape):
+        enabled = (self._config["horizontal"], self._config["vertical"], self._config["depth"])[: len(shape)]
+        # one draw per axis, enabled or not, so that the views do not depend on the other settings
+        flips = np.stack([(rng.random(n) < self._config["probability"]) & on for on in enabled], axis=1)
+        return geometry.affine_matrix(shape, flip=flips)
 
 
 @keras.saving.register_keras_serializable(package="medfusion")
 class Rotation(ViewTransform):
-    """Rotate each view about the image centre by an angle drawn from [-max_degrees, max_degrees].
+    """Rotate each view about the centre by an angle drawn from [-max_degrees, max_degrees].
+
+    Images turn in their plane; volumes about the depth axis (every slice alike) or, with
+    ``all_axes``, about each of the three axes by its own angle.
 
     Args:
         max_degrees: largest rotation, in degrees (0 to 180).
+        all_axes: volumes only: rotate about all three axes.
 
     Example:
 
     >>> Rotation(10.0).matrices(np.random.default_rng(0), 3, 32, 32).shape
     (3, 3, 3)
+    >>> Rotation(10.0, all_axes=True).matrices(np.random.default_rng(0), 3, 8, 32, 32).shape
+    (3, 4, 4)
     """
 
-    def __init__(self, max_degrees=5.0):
+    def __init__(self, max_degrees=5.0, all_axes=False):
         if not 0 <= max_degrees <= 180:
             raise ValueError(f"`max_degrees` must be in [0, 180]; got {max_degrees!r}.")
-        self._config = {"max_degrees": float(max_degrees)}
+        self._config = {"max_degrees": float(max_degrees), "all_axes": bool(all_axes)}
 
-    def matrices(self, rng, n, height, width):
-        angles = np.deg2rad(rng.uniform(-1.0, 1.0, n) * self._config["max_degrees"])
-        rotation = np.tile(np.eye(3), (n, 1, 1))
-        rotation[:, 0, 0] = rotation[:, 1, 1] = np.cos(angles)
-        rotation[:, 0, 1] = -np.sin(angles)
-        rotation[:, 1, 0] = np.sin(angles)
-        return _about_centre(rotation, height, width)
+    def matrices(self, rng, n, *shape):
+        size = (n, 3) if self._config["all_axes"] and len(shape) == 3 else n
+        angles = np.deg2rad(rng.uniform(-1.0, 1.0, size) * self._config["max_degrees"])
+        return geometry.affine_matrix(shape, rotation=angles)
 
 
 @keras.saving.register_keras_serializable(package="medfusion")
 class Shift(ViewTransform):
-    """Translate each view by up to ``max_fraction`` of the width and of the height.
+    """Translate each view by up to ``max_fraction`` of its size along each axis.
 
     Args:
         max_fraction: largest shift as a fraction of the image size, in [0, 1).
@@ -113,12 +120,9 @@ class Shift(ViewTransform):
             raise ValueError(f"`max_fraction` must be in [0, 1); got {max_fraction!r}.")
         self._config = {"max_fraction": float(max_fraction)}
 
-    def matrices(self, rng, n, height, width):
-        shifts = rng.uniform(-1.0, 1.0, (n, 2)) * self._config["max_fraction"]
-        result = np.tile(np.eye(3), (n, 1, 1))
-        result[:, 0, 2] = -shifts[:, 0] * width
-        result[:, 1, 2] = -shifts[:, 1] * height
-        return result
+    def matrices(self, rng, n, *shape):
+        shifts = rng.uniform(-1.0, 1.0, (n, len(shape))) * self._config["max_fraction"]  # x, y[, z]
+        return geometry.affine_matrix(shape, shift=-shifts * np.array(shape[::-1], "float64"))
 
 
 @keras.saving.register_keras_serializable(package="medfusion")
@@ -139,76 +143,99 @@ class Zoom(ViewTransform):
             raise ValueError(f"`max_fraction` must be in [0, 1); got {max_fraction!r}.")
         self._config = {"max_fraction": float(max_fraction)}
 
-    def matrices(self, rng, n, height, width):
+    def matrices(self, rng, n, *shape):
         factors = 1.0 + rng.uniform(-1.0, 1.0, n) * self._config["max_fraction"]
-        scale = np.tile(np.eye(3), (n, 1, 1))
-        scale[:, 0, 0] = scale[:, 1, 1] = 1.0 / factors
-        return _about_centre(scale, height, width)
+        return geometry.affine_matrix(shape, scale=1.0 / factors)  # factor > 1 magnifies
 
 
 DEFAULT_TRANSFORMS = (Flip(), Rotation(5.0), Shift(0.05), Zoom(0.05))
 
 
-def sample_views(transforms, n, seed, height, width):
-    """Draw ``n`` views: one composed affine warp each, in the 8-number form of `affine_transform`.
+def sample_views(transforms, n, seed, *shape):
+    """Draw ``n`` views: one composed affine warp each, as `modeling.geometry.as_vectors` flattens it.
 
     Args:
         transforms: sequence of `ViewTransform`; empty gives ``n`` identity views.
         n: number of views.
         seed: integer seed; the same seed gives the same views.
-        height, width: image size in pixels.
+        *shape: spatial size in pixels: ``height, width`` for images, ``depth, height, width``
+            for volumes.
 
     Returns:
-        float32 array ``(n, 8)``.
+        float32 array ``(n, 8)`` for images (the form of `affine_transform`), ``(n, 15)`` for volumes.
 
     Example:
 
-    >>> sample_views([], 2, seed=0, height=8, width=8).tolist()
+    >>> sample_views([], 2, 0, 8, 8).tolist()
     [[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]]
+    >>> sample_views([Rotation(10.0)], 2, 0, 4, 8, 8).shape
+    (2, 15)
     """
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"The number of views `n` must be a positive integer; got {n!r}.")
+    if len(shape) not in (2, 3):
+        raise ValueError(f"Give the spatial size as height, width or depth, height, width; got {shape!r}.")
     rng = np.random.default_rng(seed)
-    composed = np.tile(np.eye(3), (int(n), 1, 1))
+    matrices = [np.tile(np.eye(len(shape) + 1), (int(n), 1, 1))]
     for transform in transforms:
         if not isinstance(transform, ViewTransform):
             raise TypeError(f"Expected ViewTransform instances (Flip, Rotation, ...); got {transform!r}.")
-        composed = composed @ transform.matrices(rng, int(n), height, width)
-    return composed.reshape(int(n), 9)[:, :8].astype("float32")
+        matrices.append(transform.matrices(rng, int(n), *shape))
+    return geometry.as_vectors(geometry.compose(*matrices)).astype("float32")
 
 
 def apply_views(images, views, fill_mode="nearest"):
-    """Warp every image with every view, stacked view by view.
+    """Warp every image (or volume) with every view, stacked view by view.
 
     Args:
-        images: array ``(batch, H, W, C)``.
-        views: array ``(n, 8)`` from `sample_views`.
+        images: array ``(batch, H, W, C)`` or ``(batch, D, H, W, C)``.
+        views: array ``(n, 8)`` or ``(n, 15)`` from `sample_views`.
         fill_mode: how pixels outside the image are filled ("nearest",
             "constant", "reflect", "wrap" or "mirror").
 
     Returns:
-        Tensor ``(n * batch, H, W, C)``: all images under view 0, then view 1, ...
+        Tensor ``(n * batch, ...)``: all images under view 0, then view 1, ...
 
     Example:
 
     >>> images = np.arange(12, dtype="float32").reshape(1, 2, 2, 3)
-    >>> views = sample_views([Flip(probability=1.0)], 1, seed=0, height=2, width=2)
+    >>> views = sample_views([Flip(probability=1.0)], 1, 0, 2, 2)
     >>> flipped = keras.ops.convert_to_numpy(apply_views(images, views))
     >>> bool((flipped == images[:, :, ::-1]).all())
     True
     """
     images = keras.ops.convert_to_tensor(images, dtype="float32")
     stacked = keras.ops.concatenate([images] * len(views), axis=0)
-    transforms = np.repeat(np.asarray(views, dtype="float32"), int(images.shape[0]), axis=0)
-    return keras.ops.image.affine_transform(
-        stacked, transforms, interpolation="bilinear", fill_mode=fill_mode
-    )
+    return _warp_stacked(stacked, geometry.as_matrices(np.asarray(views, "float32")), "bilinear", fill_mode)
 
 
-def _about_centre(matrices, height, width):
-    """Conjugate linear maps by a translation so that they act about the image centre."""
-    centre = np.eye(3)
-    centre[0, 2], centre[1, 2] = (width - 1) / 2.0, (height - 1) / 2.0
-    back = np.eye(3)
-    back[0, 2], back[1, 2] = -centre[0, 2], -centre[1, 2]
-    return centre @ matrices @ back
+def undo_views(maps, views, shape=None, fill_mode="nearest"):
+    """Warp per-pixel predictions of the views back onto the original images (the inverse warps).
+
+    Args:
+        maps: ``(n * batch, h, w, K)`` or ``(n * batch, d, h, w, K)``, stacked as `apply_views`
+            stacks; any spatial size (the warps are rescaled to it).
+        views: the ``(n, 8)`` or ``(n, 15)`` views from `sample_views`.
+        shape: spatial size of the images the views were drawn for; ``None``: the maps' size.
+        fill_mode: how points that no view saw are filled (bilinear interpolation).
+
+    Returns:
+        Tensor like ``maps``, every view aligned with the original images.
+
+    Example:
+
+    >>> images = np.random.default_rng(0).random((2, 4, 4, 1)).astype("float32")
+    >>> views = sample_views([Flip(probability=1.0)], 3, 0, 4, 4)
+    >>> back = keras.ops.convert_to_numpy(undo_views(apply_views(images, views), views))
+    >>> bool(np.allclose(back, np.concatenate([images] * 3)))
+    True
+    """
+    spatial = tuple(maps.shape[1:-1])
+    matrices = geometry.invert(geometry.as_matrices(np.asarray(views, "float64")))
+    matrices = geometry.rescale(matrices, spatial if shape is None else tuple(shape), spatial)
+    return _warp_stacked(maps, matrices.astype("float32"), "bilinear", fill_mode)
+
+
+def _warp_stacked(stacked, matrices, interpolation, fill_mode):
+    """Warp ``(n * batch, ...)`` samples, stacked view by view, with the ``n`` view matrices."""
+    return geometry.warp(stacked, np.repeat(matrices, len(stacked) // len(matrices), axis=0), interpolation, fill_mode)

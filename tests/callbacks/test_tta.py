@@ -1,12 +1,13 @@
-"""The TestTimeAugmentation callback: metrics at the chosen epochs equal `predict_tta`'s."""
+"""The TestTimeAugmentation callback: metrics at the chosen epochs equal `predict_tta`'s (images and volumes)."""
 
 import math
 
+import keras
 import numpy as np
 import pytest
 
 from callbacks import TestTimeAugmentation
-from modeling.inference import predict_tta
+from modeling.inference import Flip, Rotation, Zoom, predict_tta
 from tests.modeling.inference.test_tta import inputs, two_input_model
 
 pytestmark = pytest.mark.multibackend
@@ -37,3 +38,17 @@ def test_callback_needs_targets():
     x = inputs()
     with pytest.raises(ValueError, match="needs targets"):
         model.fit(x, np.zeros((7, 1)), epochs=1, verbose=0, callbacks=[TestTimeAugmentation(x)])
+
+
+def test_callback_evaluates_volume_models_with_3d_views():
+    volume = keras.Input((4, 8, 8, 1), name="image")
+    model = keras.Model(volume, keras.layers.Dense(1)(keras.layers.Flatten()(volume)))
+    model.compile(optimizer="sgd", loss="mae")
+    x = np.random.default_rng(2).random((5, 4, 8, 8, 1)).astype("float32")
+    targets = np.random.default_rng(3).normal(size=(5, 1)).astype("float32")
+    transforms = (Flip(depth=True), Rotation(10.0, all_axes=True), Zoom(0.1))
+    tta = TestTimeAugmentation((x, targets), epochs=[0], transforms=transforms, n=3, seed=4)
+    model.fit(x, targets, epochs=1, batch_size=5, verbose=0, callbacks=[tta])
+    expected = np.abs(predict_tta(model, x, transforms=transforms, n=3, seed=4) - targets).mean()
+    assert tta.results[0]["val_tta_mae"] == pytest.approx(expected, rel=1e-5)
+    assert abs(expected - np.abs(model.predict(x, verbose=0) - targets).mean()) > 1e-4  # the views mattered

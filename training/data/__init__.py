@@ -3,7 +3,8 @@
 * `tables`: row-by-row table reading with errors naming the file and line (`DataError`,
   `RowProblem`, `TableReport`, `check_rows`, `check_image_file`).
 * `images`: PNG/JPEG decoding inside `tf.data` (`decode_image`).
-* `augmentation`: random affine warps, brightness and contrast inside `tf.data` (`Augmentation`).
+* `augmentation`: random affine warps of images or volumes (and their masks), brightness and contrast
+  inside `tf.data` (`Augmentation`).
 """
 
 from training.data.augmentation import Augmentation

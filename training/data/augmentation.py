@@ -1,9 +1,19 @@
-"""Random training augmentation inside `tf.data`: one affine warp per image, brightness, contrast."""
+"""Random training augmentation inside `tf.data`: one affine warp per image or volume, brightness, contrast.
+
+The warp's matrix and resampling are `modeling.geometry`'s; masks get the same warp and nothing else.
+"""
 
 import dataclasses
 
 import numpy as np
 import tensorflow as tf
+
+from modeling import geometry
+
+# Columns of the uniform draws in [-1, 1] per sample. Images use the first 8 (the original's layout);
+# volumes add zoom and shift along z and the angles about x and y.
+_FLIP, _ANGLE, _BRIGHTNESS, _CONTRAST = 0, 1, 6, 7
+_ZOOM, _SHIFT, _ANGLES_XY = (2, 3, 8), (4, 5, 9), (10, 11)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -13,10 +23,22 @@ class Augmentation:
     Args:
         flip: mirror left-right with probability 0.5.
         rotation_degrees: rotations drawn from +-this many degrees.
-        shift: translations up to this fraction of height and width.
+        shift: translations up to this fraction of the size along each axis.
         zoom: zoom factors drawn from [1 - zoom, 1 + zoom], independently per axis.
         brightness: brightness shift up to this fraction of the value range (0 disables).
         contrast: contrast factor drawn from [1 - contrast, 1 + contrast] (0 disables).
+        rotation_all_axes: volumes only: rotate about all three axes (each angle drawn from
+            +-``rotation_degrees``) instead of about the depth axis alone.
+        mask_interpolation: how masks are resampled, as in `modeling.geometry.warp_mask`:
+            "nearest" (label maps) or "bilinear" (binary masks, thresholded at 0.5).
+
+    Example:
+
+    >>> images = tf.fill((2, 8, 8, 1), 100.0)
+    >>> masks = tf.ones((2, 8, 8, 1), tf.int32)
+    >>> out, out_masks = Augmentation()(images, tf.constant([1, 2]), masks=masks)
+    >>> out.shape, out_masks.dtype
+    (TensorShape([2, 8, 8, 1]), tf.int32)
     """
 
     flip: bool = True
@@ -25,46 +47,67 @@ class Augmentation:
     zoom: float = 0.2
     brightness: float = 0.2
     contrast: float = 0.2
+    rotation_all_axes: bool = False
+    mask_interpolation: str = "nearest"
+
+    def __post_init__(self):
+        if self.mask_interpolation not in geometry.INTERPOLATIONS:
+            raise ValueError(
+                f"`mask_interpolation` must be one of {geometry.INTERPOLATIONS}; got {self.mask_interpolation!r}."
+            )
 
     @property
     def geometric(self):
         """Whether any of flip, rotation, shift or zoom is on (an affine warp is needed)."""
         return bool(self.flip or self.rotation_degrees or self.shift or self.zoom)
 
-    def __call__(self, images, seed):
-        """Augment a batch ``(B, H, W, C)`` in [0, 255]; ``seed`` is a stateless seed pair.
+    def __call__(self, images, seed, masks=None):
+        """Augment images ``(B, H, W, C)`` or volumes ``(B, D, H, W, C)`` in [0, 255].
 
-        Flip, rotation, shift and zoom are composed into one affine warp per image (bilinear,
-        edges filled with the nearest pixel), so each image is resampled once, as the original's
+        Flip, rotation, shift and zoom are composed into one affine warp per sample (bilinear,
+        edges filled with the nearest pixel), so each is resampled once, as the original's
         ImageDataGenerator did; then brightness and contrast, then clipping to [0, 255].
+
+        Args:
+            images: the batch, float32.
+            seed: a stateless seed pair; the same seed gives the same augmentation.
+            masks: optional masks of the same spatial size, warped with the same draw (and
+                nothing else: no brightness, contrast or clipping).
+
+        Returns:
+            The augmented images, or ``(images, masks)`` when masks are given.
         """
         if not (self.geometric or self.brightness or self.contrast):
-            return images
-        batch = tf.shape(images)[0]
-        height, width = tf.cast(tf.shape(images)[1], tf.float32), tf.cast(tf.shape(images)[2], tf.float32)
-        draws = tf.random.stateless_uniform((batch, 8), seed=seed, minval=-1.0, maxval=1.0)
-        mirror = tf.where(draws[:, 0] < 0, -1.0, 1.0) if self.flip else tf.ones([batch])
-        angle = draws[:, 1] * (self.rotation_degrees * np.pi / 180.0)
-        zoom_x, zoom_y = 1.0 + draws[:, 2] * self.zoom, 1.0 + draws[:, 3] * self.zoom
-        shift_x, shift_y = draws[:, 4] * self.shift * width, draws[:, 5] * self.shift * height
-        # output pixel p -> input pixel centre + R(angle) diag(mirror * zoom_x, zoom_y) (p - centre) + shift
-        cos, sin = tf.cos(angle), tf.sin(angle)
-        a00, a01 = cos * mirror * zoom_x, -sin * zoom_y
-        a10, a11 = sin * mirror * zoom_x, cos * zoom_y
-        cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
-        b0 = cx - a00 * cx - a01 * cy + shift_x
-        b1 = cy - a10 * cx - a11 * cy + shift_y
-        zeros = tf.zeros([batch])
-        transforms = tf.stack([a00, a01, b0, a10, a11, b1, zeros, zeros], axis=1)
+            return images if masks is None else (images, masks)
+        rank = len(images.shape)
+        shape = tf.unstack(tf.cast(tf.shape(images)[1:-1], tf.float32))  # (H, W) or (D, H, W)
+        draws = tf.random.stateless_uniform(
+            (tf.shape(images)[0], 8 if rank == 4 else 12), seed=seed, minval=-1.0, maxval=1.0
+        )
         if self.geometric:
-            warped = tf.raw_ops.ImageProjectiveTransformV3(
-                images=images, transforms=transforms, output_shape=tf.shape(images)[1:3], fill_value=0.0,
-                interpolation="BILINEAR", fill_mode="NEAREST",
-            )
-            images = tf.ensure_shape(warped, images.shape)  # keep the static size the models need
+            matrices = self._matrices(draws, shape)
+            images = geometry.warp(images, matrices)
+            if masks is not None:
+                masks = geometry.warp_mask(masks, matrices, self.mask_interpolation)
+        per_sample = (-1,) + (1,) * (rank - 1)
         if self.brightness:
-            images = images + (draws[:, 6] * self.brightness * 255.0)[:, None, None, None]
+            images = images + tf.reshape(draws[:, _BRIGHTNESS] * self.brightness * 255.0, per_sample)
         if self.contrast:
-            mean = tf.reduce_mean(images, axis=(1, 2), keepdims=True)
-            images = (images - mean) * (1.0 + draws[:, 7] * self.contrast)[:, None, None, None] + mean
-        return tf.clip_by_value(images, 0.0, 255.0)
+            mean = tf.reduce_mean(images, axis=tuple(range(1, rank - 1)), keepdims=True)
+            images = (images - mean) * tf.reshape(1.0 + draws[:, _CONTRAST] * self.contrast, per_sample) + mean
+        images = tf.clip_by_value(images, 0.0, 255.0)
+        return images if masks is None else (images, masks)
+
+    def _matrices(self, draws, shape):
+        """Output-to-input matrices: ``input = centre + R diag(mirror * zoom) (output - centre) + shift``."""
+        axes = len(shape)
+        mirror = draws[:, _FLIP] < 0 if self.flip else tf.zeros_like(draws[:, _FLIP], tf.bool)
+        flip = tf.stack([mirror] + [tf.zeros_like(mirror)] * (axes - 1), axis=1)  # left-right only
+        radians = self.rotation_degrees * np.pi / 180.0
+        if axes == 3 and self.rotation_all_axes:
+            angle = tf.gather(draws, [*_ANGLES_XY, _ANGLE], axis=1) * radians  # about x, y, z
+        else:
+            angle = draws[:, _ANGLE] * radians
+        zoom = 1.0 + tf.gather(draws, _ZOOM[:axes], axis=1) * self.zoom
+        shift = tf.gather(draws, _SHIFT[:axes], axis=1) * self.shift * tf.stack(shape[::-1])  # x, y[, z]
+        return geometry.affine_matrix(shape, flip=flip, rotation=angle, scale=zoom, shift=shift)
