@@ -20,15 +20,14 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
 from PIL import Image
 from sklearn.linear_model import RidgeCV
 
 from training.boneage import phantom
 from training.boneage import train as train_boneage
 from training.boneage.data_sources import DEFAULT_PHANTOM_DIR, rsna_split_paths
-from training.results import write_json
 from training.boneage.tables import read_table
+from training.results import write_json
 
 HISTOGRAM_BINS = 32
 
@@ -41,7 +40,7 @@ def load_split(data_dir, split):
 def histogram_features(table):
     """Normalised 32-bin grey-level histograms plus sex: the shortcut a model must beat."""
     rows = []
-    for path, male in zip(table["path"], table["male"]):
+    for path, male in zip(table["path"], table["male"], strict=False):
         pixels = np.asarray(Image.open(path).convert("L"))
         counts, _ = np.histogram(pixels, bins=HISTOGRAM_BINS, range=(0, 256))
         rows.append(np.append(counts / counts.sum(), male))
@@ -52,7 +51,9 @@ def histogram_ridge_mae(data_dir):
     train, test = load_split(data_dir, "train"), load_split(data_dir, "test")
     ridge = RidgeCV(alphas=np.logspace(-4, 3, 15)).fit(histogram_features(train), train["boneage"])
     predicted = ridge.predict(histogram_features(test))
-    return float(np.abs(predicted - test["boneage"]).mean()), float(np.abs(train["boneage"].mean() - test["boneage"]).mean())
+    return float(np.abs(predicted - test["boneage"]).mean()), float(
+        np.abs(train["boneage"].mean() - test["boneage"]).mean()
+    )
 
 
 def attention_mass_in_masks(checkpoint, data_dir):
@@ -61,9 +62,18 @@ def attention_mass_in_masks(checkpoint, data_dir):
     probe = keras.Model(network.inputs, network.get_layer("attention_map").output)
     test = load_split(data_dir, "test")
     size = network.inputs[0].shape[1]
-    images = np.stack([np.repeat(np.asarray(Image.open(p).convert("L").resize((size, size)), "float32")[..., None], 3, -1) for p in test["path"]])
+    images = np.stack(
+        [
+            np.repeat(np.asarray(Image.open(p).convert("L").resize((size, size)), "float32")[..., None], 3, -1)
+            for p in test["path"]
+        ]
+    )
     masks = np.stack(
-        [np.asarray(Image.open(Path(data_dir) / phantom.MASKS_DIR / f"{i}.png").convert("L").resize((size, size))) > 127 for i in test["id"]]
+        [
+            np.asarray(Image.open(Path(data_dir) / phantom.MASKS_DIR / f"{i}.png").convert("L").resize((size, size)))
+            > 127
+            for i in test["id"]
+        ]
     )
     inputs = [images, test["male"].to_numpy("float32")[:, None]] if len(network.inputs) > 1 else images
     maps = np.abs(probe.predict(inputs, verbose=0))
@@ -87,7 +97,9 @@ def main(argv=None):
             results = json.loads((output_dir / "results.json").read_text())
         else:
             keras.backend.clear_session()
-            results = train_boneage.train(dataclasses.replace(config, model_type=model_type, output_dir=str(output_dir)))
+            results = train_boneage.train(
+                dataclasses.replace(config, model_type=model_type, output_dir=str(output_dir))
+            )
         row = {
             "model": model_type,
             "test_mae_months": results["test_mae_months"],
@@ -96,7 +108,9 @@ def main(argv=None):
             "wall_seconds": results.get("wall_seconds", round(time.time() - started, 1)),
         }
         if model_type.startswith("attn"):
-            row["attention_mass_in_masks"], row["mask_area_fraction"] = attention_mass_in_masks(output_dir / "checkpoint.keras", DEFAULT_PHANTOM_DIR)
+            row["attention_mass_in_masks"], row["mask_area_fraction"] = attention_mass_in_masks(
+                output_dir / "checkpoint.keras", DEFAULT_PHANTOM_DIR
+            )
         rows.append(row)
     ridge_mae, mean_mae = histogram_ridge_mae(DEFAULT_PHANTOM_DIR)
     manifest = json.loads((DEFAULT_PHANTOM_DIR / phantom.MANIFEST).read_text())
@@ -115,9 +129,15 @@ def main(argv=None):
     print("| model | test MAE (months) | with TTA | r | attention mass in masks / mask area | wall s |")
     print("|---|---|---|---|---|---|")
     for row in rows:
-        attention = f"{row['attention_mass_in_masks']:.2f} / {row['mask_area_fraction']:.2f}" if "attention_mass_in_masks" in row else "-"
+        attention = (
+            f"{row['attention_mass_in_masks']:.2f} / {row['mask_area_fraction']:.2f}"
+            if "attention_mass_in_masks" in row
+            else "-"
+        )
         tta = f"{row['test_mae_months_tta']:.1f}" if row["test_mae_months_tta"] is not None else "-"
-        print(f"| {row['model']} | {row['test_mae_months']:.1f} | {tta} | {row['test_correlation']:.3f} | {attention} | {row['wall_seconds']:.0f} |")
+        print(
+            f"| {row['model']} | {row['test_mae_months']:.1f} | {tta} | {row['test_correlation']:.3f} | {attention} | {row['wall_seconds']:.0f} |"
+        )
     print(f"| histogram + sex ridge (shortcut) | {ridge_mae:.1f} | | | | |")
     print(f"| predict the training mean | {mean_mae:.1f} | | | | |")
     print(f"| error floor of the generator | {summary['error_floor_test_mae_months']:.1f} | | | | |")

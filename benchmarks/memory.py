@@ -44,8 +44,18 @@ def main(argv=None):
     parser.add_argument("--output", default="benchmarks/results/memory.json")
     args, train_flags = parser.parse_known_args(argv)
     use_default_phantom(train_boneage.parse_args(train_flags))
-    command = [sys.executable, "-m", "training.boneage.train", "--epochs_finetune", str(args.epochs), "--no-use_tta",
-               "--output_dir", "runs/benchmark_memory", "--overwrite", *train_flags]
+    command = [
+        sys.executable,
+        "-m",
+        "training.boneage.train",
+        "--epochs_finetune",
+        str(args.epochs),
+        "--no-use_tta",
+        "--output_dir",
+        "runs/benchmark_memory",
+        "--overwrite",
+        *train_flags,
+    ]
     status, peak, wall = peak_rss_bytes(command)
     if status:
         raise SystemExit(f"{' '.join(command)} failed with status {status}")

@@ -19,7 +19,6 @@ import time
 
 import keras
 import numpy as np
-import pandas as pd
 from PIL import Image
 from scipy import ndimage
 
@@ -28,9 +27,9 @@ from modeling.layers import LocallyConnected2D
 from training.boneage import phantom
 from training.boneage.data_sources import rsna_split_paths
 from training.boneage.pipeline import make_dataset
+from training.boneage.tables import read_table
 from training.data.augmentation import Augmentation
 from training.results import write_json
-from training.boneage.tables import read_table
 
 
 def best_of(function, repeats=3):
@@ -50,7 +49,9 @@ def naive_loader(table, img_size, rng):
     applied channel by channel with SciPy (bilinear, nearest fill), random horizontal flip."""
     batch = []
     for path in table["path"]:
-        image = np.asarray(Image.open(path).convert("RGB").resize((img_size, img_size), Image.NEAREST), dtype=np.float32)
+        image = np.asarray(
+            Image.open(path).convert("RGB").resize((img_size, img_size), Image.NEAREST), dtype=np.float32
+        )
         angle = np.deg2rad(rng.uniform(-20, 20))
         shift = rng.uniform(-0.2, 0.2, 2) * img_size
         zoom = rng.uniform(0.8, 1.2, 2)
@@ -59,7 +60,8 @@ def naive_loader(table, img_size, rng):
         centre = (np.array(image.shape[:2]) - 1) / 2.0
         offset = centre - matrix @ centre + shift
         image = np.stack(
-            [ndimage.affine_transform(image[..., c], matrix, offset, order=1, mode="nearest") for c in range(3)], axis=-1
+            [ndimage.affine_transform(image[..., c], matrix, offset, order=1, mode="nearest") for c in range(3)],
+            axis=-1,
         )
         if rng.random() < 0.5:
             image = image[:, ::-1]
@@ -120,7 +122,9 @@ def tta_benchmark(n=8, images=128, img_size=96):
     views = sample_views(DEFAULT_TRANSFORMS, n, 0, img_size, img_size)
 
     def one_pass_per_view():
-        return np.mean([model.predict(apply_views(data, views[i : i + 1]), batch_size=16, verbose=0) for i in range(n)], axis=0)
+        return np.mean(
+            [model.predict(apply_views(data, views[i : i + 1]), batch_size=16, verbose=0) for i in range(n)], axis=0
+        )
 
     batched = best_of(lambda: predict_tta(model, data, n=n, batch_size=16), 3)
     looped = best_of(one_pass_per_view, 3)
@@ -147,12 +151,21 @@ def main(argv=None):
     write_json(args.output, results)
     pipe = results["pipeline"]
     print("| benchmark | ours | naive | ratio |\n|---|---|---|---|")
-    for label, key in (("decode + resize + augment", "pipeline_images_per_s"), ("cached decode, augment", "pipeline_cached_images_per_s")):
-        print(f"| input pipeline, images/s, {label} ({pipe['images']} PNGs, {args.img_size} px) | {pipe[key]:.0f} | {pipe['naive_images_per_s']:.0f} | {pipe[key] / pipe['naive_images_per_s']:.1f}x |")
+    for label, key in (
+        ("decode + resize + augment", "pipeline_images_per_s"),
+        ("cached decode, augment", "pipeline_cached_images_per_s"),
+    ):
+        print(
+            f"| input pipeline, images/s, {label} ({pipe['images']} PNGs, {args.img_size} px) | {pipe[key]:.0f} | {pipe['naive_images_per_s']:.0f} | {pipe[key] / pipe['naive_images_per_s']:.1f}x |"
+        )
     for row in results["locally_connected"]:
-        print(f"| LocallyConnected2D fwd+bwd, {row['size']}x{row['size']}x16, batch 32, ms | {row['layer_s'] * 1e3:.2f} | {row['loop_s'] * 1e3:.2f} | {row['loop_s'] / row['layer_s']:.1f}x |")
+        print(
+            f"| LocallyConnected2D fwd+bwd, {row['size']}x{row['size']}x16, batch 32, ms | {row['layer_s'] * 1e3:.2f} | {row['loop_s'] * 1e3:.2f} | {row['loop_s'] / row['layer_s']:.1f}x |"
+        )
     tta = results["tta"]
-    print(f"| predict_tta, {tta['n_views']} views of {tta['images']} images, s | {tta['batched_s']:.2f} | {tta['one_pass_per_view_s']:.2f} | {tta['one_pass_per_view_s'] / tta['batched_s']:.1f}x |")
+    print(
+        f"| predict_tta, {tta['n_views']} views of {tta['images']} images, s | {tta['batched_s']:.2f} | {tta['one_pass_per_view_s']:.2f} | {tta['one_pass_per_view_s'] / tta['batched_s']:.1f}x |"
+    )
     print(f"Machine: {results['machine']}; written to {args.output}")
     return results
 

@@ -24,8 +24,8 @@ def worker(args):
     import keras
     import numpy as np
     import tensorflow as tf
-
     from train_step import fine_tuning_model  # the sibling benchmark script
+
     from training.distribution import make_distribution
 
     kind = "data_parallel" if args.num_processes > 1 else "none"
@@ -45,7 +45,10 @@ def worker(args):
         model.fit(data, epochs=1, verbose=0)
         seconds = time.perf_counter() - start
     if dist.is_chief:
-        print("RESULT " + json.dumps({"processes": args.num_processes, "images_per_s": args.batch_size * args.steps / seconds}))
+        print(
+            "RESULT "
+            + json.dumps({"processes": args.num_processes, "images_per_s": args.batch_size * args.steps / seconds})
+        )
 
 
 def launch(num_processes, args):
@@ -53,16 +56,34 @@ def launch(num_processes, args):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = dict(os.environ, KERAS_BACKEND="jax")
-    common = [sys.executable, __file__, "--worker", "--coordinator", f"127.0.0.1:{port}", "--num_processes",
-              str(num_processes), "--img_size", str(args.img_size), "--batch_size", str(args.batch_size),
-              "--steps", str(args.steps), "--backbone", args.backbone]
-    processes = [subprocess.Popen(common + ["--process_id", str(i)], env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL, text=True) for i in range(num_processes)]
+    common = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--coordinator",
+        f"127.0.0.1:{port}",
+        "--num_processes",
+        str(num_processes),
+        "--img_size",
+        str(args.img_size),
+        "--batch_size",
+        str(args.batch_size),
+        "--steps",
+        str(args.steps),
+        "--backbone",
+        args.backbone,
+    ]
+    processes = [
+        subprocess.Popen(
+            common + ["--process_id", str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        for i in range(num_processes)
+    ]
     outputs = [process.communicate()[0] for process in processes]
     if any(process.returncode for process in processes):
         raise SystemExit(f"A worker of the {num_processes}-process run failed.")
     line = next(line for line in outputs[0].splitlines() if line.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def main(argv=None):
@@ -84,8 +105,14 @@ def main(argv=None):
     from training.results import write_json
 
     rows = [launch(int(n), args) for n in args.processes.split(",")]
-    results = {"rows": rows, "model": "attn_sex_improved", "backbone": args.backbone, "img_size": args.img_size,
-               "global_batch": args.batch_size, "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores"}
+    results = {
+        "rows": rows,
+        "model": "attn_sex_improved",
+        "backbone": args.backbone,
+        "img_size": args.img_size,
+        "global_batch": args.batch_size,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+    }
     write_json(args.output, results)
     print("| processes | images/s |\n|---|---|")
     for row in rows:

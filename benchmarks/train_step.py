@@ -31,8 +31,16 @@ from training.results import write_json
 def fine_tuning_model(model_type, backbone, img_size, jit_compile="auto"):
     """A builder's model with every layer trainable, compiled with the original's Adam and MAE."""
     model = create_model(
-        model_type, img_dims=(img_size, img_size, 3), backbone=backbone, weights=None, dense_units=64,
-        **({"gender_units": 16} if model_type in ("boneage/sex", "boneage/attn_sex", "boneage/attn_sex_improved") else {}),
+        model_type,
+        img_dims=(img_size, img_size, 3),
+        backbone=backbone,
+        weights=None,
+        dense_units=64,
+        **(
+            {"gender_units": 16}
+            if model_type in ("boneage/sex", "boneage/attn_sex", "boneage/attn_sex_improved")
+            else {}
+        ),
     )
     unfreeze_backbone_layers(model, n_layers=10**6, freeze_batchnorm=False)
     model.compile(optimizer=optimizer(1e-3, 0.9, 0.999, 1e-7, 0.0), loss="mae", jit_compile=jit_compile)
@@ -80,7 +88,10 @@ def main(argv=None):
                 )
                 keras.backend.clear_session()
             rows.append(row)
-            print(f"| {backend} | {model_type} | {row['jit_off_images_per_s']:.1f} | {row['jit_on_images_per_s']:.1f} |", flush=True)
+            print(
+                f"| {backend} | {model_type} | {row['jit_off_images_per_s']:.1f} | {row['jit_on_images_per_s']:.1f} |",
+                flush=True,
+            )
     path = Path(args.output)
     results = json.loads(path.read_text()) if path.exists() else {}
     results[backend] = {

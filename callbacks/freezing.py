@@ -306,9 +306,7 @@ def _parse_schedule(schedule):
         if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0:
             raise ValueError(f"Schedule epochs must be integers >= 0; got {epoch!r}.")
         if parsed and epoch <= parsed[-1][0]:
-            raise ValueError(
-                f"Schedule epochs must be in increasing order; got {[e for e, _ in pairs]}."
-            )
+            raise ValueError(f"Schedule epochs must be in increasing order; got {[e for e, _ in pairs]}.")
         if isinstance(amount, bool) or not isinstance(amount, numbers.Real):
             raise ValueError(f"Schedule amounts must be numbers; got {amount!r} at epoch {epoch}.")
         if isinstance(amount, numbers.Integral):
@@ -319,9 +317,7 @@ def _parse_schedule(schedule):
                 )
             amount = int(amount)
         elif not 0 < amount <= 1:
-            raise ValueError(
-                f"A fraction of the sub-model must be in (0, 1]; got {amount!r} at epoch {epoch}."
-            )
+            raise ValueError(f"A fraction of the sub-model must be in (0, 1]; got {amount!r} at epoch {epoch}.")
         else:
             amount = float(amount)
         parsed.append((int(epoch), amount))

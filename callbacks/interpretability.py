@@ -228,9 +228,7 @@ class AttentionMapLogger(keras.callbacks.Callback):
         }
 
     def on_train_begin(self, logs=None):
-        self._map_model = _output_model(
-            self.model, self.layer_name, "AttentionMapLogger", "a spatial attention map"
-        )
+        self._map_model = _output_model(self.model, self.layer_name, "AttentionMapLogger", "a spatial attention map")
         shape = self._map_model.output.shape
         if len(shape) != 4 or shape[-1] != 1:
             raise ValueError(
@@ -321,7 +319,7 @@ def _overlay_figure(images, maps, title):
     limit = max(float(np.abs(maps).max()), 1e-6)
     figure = Figure(figsize=(2.5 * count + 1.0, 5.2))
     axes = np.asarray(figure.subplots(2, count, squeeze=False))
-    for column, (image, attention) in enumerate(zip(images, maps)):
+    for column, (image, attention) in enumerate(zip(images, maps, strict=False)):
         grey = image.mean(axis=-1)
         grey = (grey - grey.min()) / max(float(grey.max() - grey.min()), 1e-12)
         for row in (0, 1):

@@ -97,7 +97,9 @@ class TestTimeAugmentation(keras.callbacks.Callback):
         """The callback's settings (the validation data itself is not part of the config)."""
         return {
             "epochs": None if self.epochs is None else list(self.epochs),
-            "transforms": [transform.get_config() | {"class_name": type(transform).__name__} for transform in self.transforms],
+            "transforms": [
+                transform.get_config() | {"class_name": type(transform).__name__} for transform in self.transforms
+            ],
             "n": self.n,
             "seed": self.seed,
             "reduce": self.reduce,
@@ -113,9 +115,7 @@ class TestTimeAugmentation(keras.callbacks.Callback):
         if not is_dataset(self.validation_data):
             _, targets = split_inputs_targets(self.validation_data, len(self.model.inputs))
             if targets is None:
-                raise ValueError(
-                    "TestTimeAugmentation needs targets: pass validation_data=(inputs, targets)."
-                )
+                raise ValueError("TestTimeAugmentation needs targets: pass validation_data=(inputs, targets).")
 
     def on_epoch_end(self, epoch, logs=None):
         self._last_epoch = epoch

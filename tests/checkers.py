@@ -43,12 +43,12 @@ def assert_one_training_step_learns(model, inputs, targets, unchanged=()):
     assert np.isfinite(logs["loss"])
     changed = [
         not np.array_equal(before, keras.ops.convert_to_numpy(w))
-        for before, w in zip(trainable_before, model.trainable_weights)
+        for before, w in zip(trainable_before, model.trainable_weights, strict=False)
     ]
-    for weight, did_change in zip(model.trainable_weights, changed):
+    for weight, did_change in zip(model.trainable_weights, changed, strict=False):
         expected = not weight.path.startswith(tuple(unchanged))
         assert did_change == expected, f"{weight.path}: changed={did_change}, expected {expected}"
-    for before, w in zip(frozen_before, model.non_trainable_weights):
+    for before, w in zip(frozen_before, model.non_trainable_weights, strict=False):
         if w.path.startswith("feature_bn/moving"):  # a trainable BatchNorm's statistics
             continue
         np.testing.assert_array_equal(before, keras.ops.convert_to_numpy(w), err_msg=w.path)

@@ -20,7 +20,9 @@ class ConfigError(ValueError):
 
 def add_preset_and_verbose_arguments(parser, presets):
     """``--preset`` (choices: ``presets``; default: the first) and ``--verbose``."""
-    parser.add_argument("--preset", choices=list(presets), default=next(iter(presets)), help="defaults that other flags override")
+    parser.add_argument(
+        "--preset", choices=list(presets), default=next(iter(presets)), help="defaults that other flags override"
+    )
     parser.add_argument(
         VERBOSE_FLAG, action="store_true", help="also show the backend's start-up and log messages (hidden by default)"
     )

@@ -244,16 +244,16 @@ class RunDirectory:
             return path
         if path.exists() or path.is_symlink():
             raise RunDirectoryError(
-                f"{path} already exists and was not written by this run; move it away or choose "
-                "another output folder."
+                f"{path} already exists and was not written by this run; move it away or choose another output folder."
             )
         created = []
         parent = PurePath(key).parent
         while parent != PurePath(".") and not (self.path / parent).exists():
             created.append(parent.as_posix())
             parent = parent.parent
-        self._manifest["parent_folders"].extend(folder for folder in reversed(created)
-                                                if folder not in self._manifest["parent_folders"])
+        self._manifest["parent_folders"].extend(
+            folder for folder in reversed(created) if folder not in self._manifest["parent_folders"]
+        )
         self._manifest[kind].append(key)
         self._save()  # listed before it exists: a killed run never leaves an unlisted output
         path.parent.mkdir(parents=True, exist_ok=True)

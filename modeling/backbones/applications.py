@@ -29,8 +29,10 @@ MIN_INPUT_SIZE = {name: 32 for name in BACKBONE_MAP} | {"xception": 71}
 # The input scaling each backbone's ImageNet weights expect (`modeling.layers.ImagePreprocessing`
 # modes). The original scaled every backbone like Xception ("tf").
 BACKBONE_PREPROCESSING = {
-    name: "caffe" if name in ("resnet50", "resnet101", "resnet152")
-    else "none" if name.startswith(("convnext", "mobilenet_v3"))
+    name: "caffe"
+    if name in ("resnet50", "resnet101", "resnet152")
+    else "none"
+    if name.startswith(("convnext", "mobilenet_v3"))
     else "tf"
     for name in BACKBONE_MAP
 }
@@ -83,8 +85,7 @@ def build_backbone(backbone, img_dims, weights=None):
         minimum = MIN_INPUT_SIZE[backbone]
         if min(img_dims[:2]) < minimum:
             raise ValueError(
-                f"Backbone '{backbone}' needs images of at least {minimum}x{minimum} pixels; "
-                f"got img_dims={img_dims}."
+                f"Backbone '{backbone}' needs images of at least {minimum}x{minimum} pixels; got img_dims={img_dims}."
             )
     if weights not in (None, "imagenet") and not os.path.isfile(str(weights)):
         raise ValueError(
@@ -110,15 +111,11 @@ def build_backbone(backbone, img_dims, weights=None):
 def _resolve_constructor(backbone):
     if isinstance(backbone, str):
         if backbone not in BACKBONE_MAP:
-            raise ValueError(
-                f"Unknown backbone '{backbone}'. Choose one of: {', '.join(BACKBONE_MAP)}."
-            )
+            raise ValueError(f"Unknown backbone '{backbone}'. Choose one of: {', '.join(BACKBONE_MAP)}.")
         return BACKBONE_MAP[backbone]
     if callable(backbone):
         return backbone
-    raise ValueError(
-        f"`backbone` must be a name ({', '.join(BACKBONE_MAP)}) or a callable; got {backbone!r}."
-    )
+    raise ValueError(f"`backbone` must be a name ({', '.join(BACKBONE_MAP)}) or a callable; got {backbone!r}.")
 
 
 def _describe(backbone):

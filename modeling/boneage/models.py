@@ -12,10 +12,10 @@ import keras
 
 from modeling.backbones import build_backbone, validate_img_dims
 from modeling.blocks import spatial_attention_pooling
+from modeling.boneage.optimizers import default_optimizer
 from modeling.fusion import cross_attention, gated_fusion
 from modeling.layers import ImagePreprocessing
 from modeling.losses import LOSS_NAMES, get_loss_function
-from modeling.boneage.optimizers import default_optimizer
 from modeling.registry import register_model
 
 _HE_ACTIVATIONS = ("relu", "swish", "silu", "gelu", "selu", "elu")
@@ -240,14 +240,10 @@ def attn_sex_model_improved(
     x = cross_attention(x, sex_features, num_heads=4)
     x = gated_fusion(x, sex_features, name="fusion")
     x = keras.layers.Dense(dense_units, activation="relu", kernel_initializer="he_normal", name="head_dense_1")(x)
-    x = keras.layers.Dense(
-        dense_units // 2, activation="relu", kernel_initializer="he_normal", name="head_dense_2"
-    )(x)
+    x = keras.layers.Dense(dense_units // 2, activation="relu", kernel_initializer="he_normal", name="head_dense_2")(x)
     x = keras.layers.Dropout(0.4 * dropout_rate, name="head_dropout")(x)
     output = _output_layer(x)
-    return _compile(
-        keras.Model([image, sex], output, name="attn_sex_model_improved"), optim, metric, loss
-    )
+    return _compile(keras.Model([image, sex], output, name="attn_sex_model_improved"), optim, metric, loss)
 
 
 def _image_features(img_dims, backbone, weights, batch_norm=False, preprocessing=None):

@@ -30,13 +30,11 @@ def cross_attention(query_vector, context_vector, num_heads, name="cross_attenti
     if width % num_heads:
         raise ValueError(f"Query width {width} is not divisible by num_heads={num_heads}.")
     query = keras.layers.Reshape((1, width), name=f"{name}_query_token")(query_vector)
-    context = keras.layers.Reshape((1, context_vector.shape[-1]), name=f"{name}_context_token")(
-        context_vector
-    )
+    context = keras.layers.Reshape((1, context_vector.shape[-1]), name=f"{name}_context_token")(context_vector)
     context = keras.layers.Dense(width, activation="relu", name=f"{name}_context_projection")(context)
-    attended = keras.layers.MultiHeadAttention(
-        num_heads=num_heads, key_dim=width // num_heads, name=f"{name}_mha"
-    )(query=query, value=context, key=context)
+    attended = keras.layers.MultiHeadAttention(num_heads=num_heads, key_dim=width // num_heads, name=f"{name}_mha")(
+        query=query, value=context, key=context
+    )
     x = keras.layers.Add(name=f"{name}_residual")([query, attended])
     x = keras.layers.LayerNormalization(name=f"{name}_norm")(x)
     return keras.layers.Flatten(name=f"{name}_flatten")(x)

@@ -60,9 +60,7 @@ class LocallyConnected2D(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         if padding != "valid":
-            raise ValueError(
-                f"LocallyConnected2D supports only padding='valid'; got padding={padding!r}."
-            )
+            raise ValueError(f"LocallyConnected2D supports only padding='valid'; got padding={padding!r}.")
         if int(filters) < 1:
             raise ValueError(f"`filters` must be a positive integer; got {filters!r}.")
         self.filters = int(filters)
@@ -87,10 +85,7 @@ class LocallyConnected2D(keras.layers.Layer):
                 f"depend on it); got rows={rows}, cols={cols}."
             )
         if rows < k_rows or cols < k_cols:
-            raise ValueError(
-                f"LocallyConnected2D: input {rows}x{cols} is smaller than the kernel "
-                f"{k_rows}x{k_cols}."
-            )
+            raise ValueError(f"LocallyConnected2D: input {rows}x{cols} is smaller than the kernel {k_rows}x{k_cols}.")
         return (rows - k_rows) // s_rows + 1, (cols - k_cols) // s_cols + 1
 
     def build(self, input_shape):

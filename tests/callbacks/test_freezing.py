@@ -57,9 +57,7 @@ def progressive_run():
     inputs, targets = data()
     freezer = BackboneFreezer({1: 0.5, 2: 1.0})
     snapshots = Snapshots()
-    history = model.fit(
-        inputs, targets, batch_size=3, epochs=3, verbose=0, callbacks=[freezer, snapshots]
-    )
+    history = model.fit(inputs, targets, batch_size=3, epochs=3, verbose=0, callbacks=[freezer, snapshots])
     return model, freezer, snapshots, history
 
 
@@ -109,14 +107,14 @@ def test_lr_multiplier_scales_the_backbone_step(optimizer):
         before = [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
         freezer = BackboneFreezer({0: 1.0}, lr_multiplier=multiplier)
         model.fit(inputs, targets, batch_size=5, epochs=1, shuffle=False, verbose=0, callbacks=[freezer])
-        steps[multiplier] = [keras.ops.convert_to_numpy(w) - b for w, b in zip(model.weights, before)]
+        steps[multiplier] = [keras.ops.convert_to_numpy(w) - b for w, b in zip(model.weights, before, strict=False)]
         backbone_ids = {id(w) for w in find_backbone(model).trainable_weights}
         in_backbone = [id(w) in backbone_ids for w in model.weights]
     assert sum(in_backbone) == 6
-    for full_step, scaled_step, scaled in zip(steps[1.0], steps[0.1], in_backbone):
+    for full_step, scaled_step, scaled in zip(steps[1.0], steps[0.1], in_backbone, strict=False):
         expected = 0.1 * full_step if scaled else full_step
         np.testing.assert_allclose(scaled_step, expected, rtol=1e-4, atol=1e-8)
-    assert all(np.abs(step).max() > 0 for step, scaled in zip(steps[1.0], in_backbone) if scaled)
+    assert all(np.abs(step).max() > 0 for step, scaled in zip(steps[1.0], in_backbone, strict=False) if scaled)
 
 
 def test_rebuilt_optimizer_keeps_state_of_known_variables():
@@ -221,10 +219,10 @@ def test_two_submodels_follow_their_own_schedules():
         "embedding_model": [(0, 0, 0), (2, 2, 4), (3, 3, 6)],
     }
     with pytest.raises(AttributeError, match="submodel_changes"):
-        freezer.changes
+        _ = freezer.changes
     changed_layers = [
         {path.split("/")[-2] for path in before if not np.array_equal(before[path], after[path])}
-        for before, after in zip(snapshots.values, snapshots.values[1:])
+        for before, after in zip(snapshots.values, snapshots.values[1:], strict=False)
     ]
     assert changed_layers == [
         {"head"},
@@ -267,7 +265,7 @@ def test_one_sgd_step_scales_each_submodel_by_its_multiplier():
     model = dual_embedding_model(keras.optimizers.SGD(0.05))
     expected = {
         w.path: -0.05 * multiplier_of(w.path) * g
-        for w, g in zip(model.trainable_variables, gradients(model, inputs, targets))
+        for w, g in zip(model.trainable_variables, gradients(model, inputs, targets), strict=False)
     }
     before = all_values(model)
     freezer = BackboneFreezer(
@@ -299,7 +297,12 @@ def test_multipliers_hold_after_the_optimizer_is_rebuilt(optimizer, first_epoch)
         )
         snapshots = AllSnapshots()
         model.fit(
-            inputs, targets, batch_size=5, epochs=first_epoch + 1, shuffle=False, verbose=0,
+            inputs,
+            targets,
+            batch_size=5,
+            epochs=first_epoch + 1,
+            shuffle=False,
+            verbose=0,
             callbacks=[freezer, snapshots],
         )
         before, after = snapshots.values[-2:]

@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-
 import warnings
 
 import keras
@@ -104,14 +103,24 @@ def test_logger_and_tta_configs_are_plain_json(tmp_path):
     inputs = [np.zeros((2, 32, 32, 3), "float32"), np.ones((2, 1), "float32")]
     gate = GateWeightLogger(inputs, tmp_path / "gate", bins=5, log_dir=tmp_path / "tb")
     attention = AttentionMapLogger(inputs, tmp_path / "maps", every=3, max_images=2)
-    tta = TestTimeAugmentation((inputs, np.zeros((2, 1))), epochs=[4, 1], transforms=[Rotation(3.0)], n=4, boneage_std=28.0)
+    tta = TestTimeAugmentation(
+        (inputs, np.zeros((2, 1))), epochs=[4, 1], transforms=[Rotation(3.0)], n=4, boneage_std=28.0
+    )
     assert json.loads(json.dumps(gate.get_config()))["bins"] == 5
     assert attention.get_config() == {
-        "output_dir": str(tmp_path / "maps"), "every": 3, "layer_name": "attention_map", "max_images": 2, "name": "attention"
+        "output_dir": str(tmp_path / "maps"),
+        "every": 3,
+        "layer_name": "attention_map",
+        "max_images": 2,
+        "name": "attention",
     }
     assert gate.get_config() == {
-        "output_dir": str(tmp_path / "gate"), "layer_name": "fusion_gate", "bins": 5, "batch_size": 32,
-        "log_dir": str(tmp_path / "tb"), "name": "gate",
+        "output_dir": str(tmp_path / "gate"),
+        "layer_name": "fusion_gate",
+        "bins": 5,
+        "batch_size": 32,
+        "log_dir": str(tmp_path / "tb"),
+        "name": "gate",
     }
     config = json.loads(json.dumps(tta.get_config()))
     assert config["epochs"] == [1, 4] and config["n"] == 4 and config["boneage_std"] == 28.0
@@ -141,7 +150,10 @@ def gated_model(blocks=()):
 
 def gate_data(size=7):
     rng = np.random.default_rng(1)
-    inputs = {"features": rng.normal(size=(size, 6)).astype("float32"), "extra": rng.normal(size=(size, 3)).astype("float32")}
+    inputs = {
+        "features": rng.normal(size=(size, 6)).astype("float32"),
+        "extra": rng.normal(size=(size, 3)).astype("float32"),
+    }
     return inputs, rng.normal(size=(size, 1)).astype("float32")
 
 

@@ -77,7 +77,7 @@ def test_user_errors_become_one_message(error, message):
 
 def test_other_errors_are_not_hidden():
     with pytest.raises(ZeroDivisionError), exit_on_user_errors():
-        1 / 0
+        _ = 1 / 0
 
 
 def test_importing_training_hides_the_backend_start_up_lines():

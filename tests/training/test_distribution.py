@@ -47,11 +47,15 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
     script.write_text(MIRRORED_SCRIPT)
     completed = subprocess.run(
         [sys.executable, str(script), str(data_dir), str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=600, env={"KERAS_BACKEND": "tensorflow", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"KERAS_BACKEND": "tensorflow", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
     )
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, completed.stdout[-2000:] + completed.stderr[-3000:]
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT ") :])
     assert result["replicas"] == 2
     assert "must be divisible by the 2 replicas" in result["odd"]
     assert np.isfinite(result["mae"])
@@ -110,15 +114,45 @@ def _free_port():
 def test_two_jax_processes_match_one_process_on_the_same_global_batches(tmp_path):
     data_dir = tmp_path / "phantom"
     phantom.make_dataset(data_dir, n_train=32, n_val=16, n_test=8, img_size=64, seed=3)
-    flags = ["--data_dir", str(data_dir), "--img_size", "64", "--weights", "none", "--dense_units", "16",
-             "--gender_units", "8", "--batch_size", "8", "--epochs_frozen", "2", "--no-fine_tune", "--no-use_tta",
-             "--no-augment"]  # augmentation draws differ per shard; dropout stays on
-    parallel = ["--distribute", "data_parallel", "--coordinator", f"127.0.0.1:{_free_port()}", "--num_processes", "2",
-                "--output_dir", str(tmp_path / "run")]
+    flags = [
+        "--data_dir",
+        str(data_dir),
+        "--img_size",
+        "64",
+        "--weights",
+        "none",
+        "--dense_units",
+        "16",
+        "--gender_units",
+        "8",
+        "--batch_size",
+        "8",
+        "--epochs_frozen",
+        "2",
+        "--no-fine_tune",
+        "--no-use_tta",
+        "--no-augment",
+    ]  # augmentation draws differ per shard; dropout stays on
+    parallel = [
+        "--distribute",
+        "data_parallel",
+        "--coordinator",
+        f"127.0.0.1:{_free_port()}",
+        "--num_processes",
+        "2",
+        "--output_dir",
+        str(tmp_path / "run"),
+    ]
     env = {"KERAS_BACKEND": "jax", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO)}
     processes = [
-        subprocess.Popen([sys.executable, "-m", "training.boneage.train", *flags, *parallel, "--process_id", str(i)],
-                         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "training.boneage.train", *flags, *parallel, "--process_id", str(i)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for i in (0, 1)
     ]
     outputs = [process.communicate(timeout=600)[0] for process in processes]
@@ -132,13 +166,23 @@ def test_two_jax_processes_match_one_process_on_the_same_global_batches(tmp_path
     script = tmp_path / "reference.py"
     script.write_text(REFERENCE_SCRIPT)
     completed = subprocess.run(
-        [sys.executable, str(script), json.dumps(flags), str(tmp_path / "run" / "phase1_final.weights.h5"),
-         str(tmp_path / "run" / "process_1" / "phase1_final.weights.h5"), "2"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(script),
+            json.dumps(flags),
+            str(tmp_path / "run" / "phase1_final.weights.h5"),
+            str(tmp_path / "run" / "process_1" / "phase1_final.weights.h5"),
+            "2",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, completed.stdout[-2000:] + completed.stderr[-3000:]
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT ") :])
     assert result["worker_vs_chief"] == 0.0  # every process holds the same replicated weights
     assert result["chief"] < 2e-4, result  # same weights as one process, up to reduction order
     assert result["moved"] > 50 * 2e-4, result  # ... and training moved them far more than that
@@ -153,7 +197,12 @@ def test_two_jax_processes_match_one_process_on_the_same_global_batches(tmp_path
         ("tensorflow", "data_parallel", {}, "needs the JAX backend"),
         ("jax", "data_parallel", {"num_processes": 2}, "needs --coordinator HOST:PORT"),
         ("jax", "none", {"coordinator": "h:1", "num_processes": 2}, "work with --distribute data_parallel only"),
-        ("jax", "data_parallel", {"coordinator": "h:1", "num_processes": 2, "process_id": 2}, "--process_id must be in [0, 2)"),
+        (
+            "jax",
+            "data_parallel",
+            {"coordinator": "h:1", "num_processes": 2, "process_id": 2},
+            "--process_id must be in [0, 2)",
+        ),
         ("jax", "data_parallel", {"coordinator": "nohostport", "num_processes": 2}, "HOST:PORT"),
         ("jax", "data_parallel", {"num_processes": 0}, "--num_processes must be >= 1"),
     ],
@@ -173,8 +222,14 @@ def test_distribute_flags_the_backend_can_serve_pass(monkeypatch, backend, kind)
 
 def test_mixed_precision_keeps_float32_outputs_and_weights():
     with distribution.dtype_policy("mixed_bfloat16"):
-        model = create_model("boneage/attn_sex_improved", img_dims=(32, 32, 3), backbone=tiny_backbone, weights=None,
-                             dense_units=16, gender_units=8)
+        model = create_model(
+            "boneage/attn_sex_improved",
+            img_dims=(32, 32, 3),
+            backbone=tiny_backbone,
+            weights=None,
+            dense_units=16,
+            gender_units=8,
+        )
         assert model.get_layer("image_dense").compute_dtype == "bfloat16"
     assert keras.config.dtype_policy().name == "float32"  # restored after the block
     rng = np.random.default_rng(0)

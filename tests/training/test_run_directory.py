@@ -22,10 +22,7 @@ def open_run(folder, config=CONFIG, overwrite=False, command=COMMAND):
 def tree(folder):
     """Every file and folder under ``folder``, relative, folders with a trailing slash."""
     folder = Path(folder)
-    return {
-        path.relative_to(folder).as_posix() + ("/" if path.is_dir() else "")
-        for path in folder.rglob("*")
-    }
+    return {path.relative_to(folder).as_posix() + ("/" if path.is_dir() else "") for path in folder.rglob("*")}
 
 
 def manifest(folder):
@@ -43,9 +40,19 @@ def write_outputs(run):
 
 
 OUTPUTS = {
-    MANIFEST, "best.keras", "plots/", "plots/curves.png", "phase1/", "phase1/weights/",
-    "phase1/weights/final.weights.h5", "tensorboard/", "tensorboard/phase1/", "tensorboard/phase1/events.out",
-    "backup/", "backup/chief/", "backup/chief/ckpt",
+    MANIFEST,
+    "best.keras",
+    "plots/",
+    "plots/curves.png",
+    "phase1/",
+    "phase1/weights/",
+    "phase1/weights/final.weights.h5",
+    "tensorboard/",
+    "tensorboard/phase1/",
+    "tensorboard/phase1/events.out",
+    "backup/",
+    "backup/chief/",
+    "backup/chief/ckpt",
 }
 
 
@@ -55,8 +62,14 @@ def add_user_files(folder):
     (folder / "plots" / "my_sketch.png").write_text("mine too")
     sibling = open_run(folder / "process_1")
     sibling.file("checkpoint.keras").write_text("process 1")
-    return {"notes.txt", "plots/", "plots/my_sketch.png", "process_1/", f"process_1/{MANIFEST}",
-            "process_1/checkpoint.keras"}
+    return {
+        "notes.txt",
+        "plots/",
+        "plots/my_sketch.png",
+        "process_1/",
+        f"process_1/{MANIFEST}",
+        "process_1/checkpoint.keras",
+    }
 
 
 def test_a_missing_folder_is_created_with_an_unfinished_manifest(tmp_path):
@@ -65,8 +78,13 @@ def test_a_missing_folder_is_created_with_an_unfinished_manifest(tmp_path):
     assert run.path == folder and not run.resumed and not run.finished
     assert tree(folder) == {MANIFEST}
     assert manifest(folder) == {
-        "format": 1, "command": COMMAND, "config": {"lr": 0.001, "batch_size": 8, "backbone": "resnet50"},
-        "finished": False, "files": [], "folders": [], "parent_folders": [],
+        "format": 1,
+        "command": COMMAND,
+        "config": {"lr": 0.001, "batch_size": 8, "backbone": "resnet50"},
+        "finished": False,
+        "files": [],
+        "folders": [],
+        "parent_folders": [],
     }
 
 
@@ -80,14 +98,26 @@ def test_the_manifest_lists_every_registration_and_stays_valid_json(tmp_path):
     run = open_run(tmp_path)
     steps = [
         (lambda: run.file("best.keras"), {"files": ["best.keras"], "folders": [], "parent_folders": []}),
-        (lambda: run.file("plots/a/curves.png"),
-         {"files": ["best.keras", "plots/a/curves.png"], "folders": [], "parent_folders": ["plots", "plots/a"]}),
-        (lambda: run.folder("tensorboard/phase1"),
-         {"files": ["best.keras", "plots/a/curves.png"], "folders": ["tensorboard/phase1"],
-          "parent_folders": ["plots", "plots/a", "tensorboard"]}),
-        (lambda: run.file("best.keras"),  # idempotent
-         {"files": ["best.keras", "plots/a/curves.png"], "folders": ["tensorboard/phase1"],
-          "parent_folders": ["plots", "plots/a", "tensorboard"]}),
+        (
+            lambda: run.file("plots/a/curves.png"),
+            {"files": ["best.keras", "plots/a/curves.png"], "folders": [], "parent_folders": ["plots", "plots/a"]},
+        ),
+        (
+            lambda: run.folder("tensorboard/phase1"),
+            {
+                "files": ["best.keras", "plots/a/curves.png"],
+                "folders": ["tensorboard/phase1"],
+                "parent_folders": ["plots", "plots/a", "tensorboard"],
+            },
+        ),
+        (
+            lambda: run.file("best.keras"),  # idempotent
+            {
+                "files": ["best.keras", "plots/a/curves.png"],
+                "folders": ["tensorboard/phase1"],
+                "parent_folders": ["plots", "plots/a", "tensorboard"],
+            },
+        ),
     ]
     for register, expected in steps:
         register()
@@ -254,16 +284,34 @@ def test_a_damaged_manifest_is_refused_and_nothing_deleted(tmp_path):
     (tmp_path / MANIFEST).write_text("{not json")
     with pytest.raises(RunDirectoryError, match="cannot be read"):
         open_run(tmp_path, overwrite=True)
-    bad = {"format": 1, "command": COMMAND, "config": {}, "finished": True,
-           "files": ["../outside.txt"], "folders": [], "parent_folders": []}
+    bad = {
+        "format": 1,
+        "command": COMMAND,
+        "config": {},
+        "finished": True,
+        "files": ["../outside.txt"],
+        "folders": [],
+        "parent_folders": [],
+    }
     (tmp_path / MANIFEST).write_text(json.dumps(bad))
     with pytest.raises(RunDirectoryError, match="damaged"):
         open_run(tmp_path, overwrite=True)
     assert tree(tmp_path) == {MANIFEST, "best.keras"}
 
 
-@pytest.mark.parametrize("relative", ["../escape.txt", "a/../../escape.txt", "a/../b.txt", "/abs/x.txt", ".", "",
-                                      MANIFEST, pytest.param("a\\b.txt", marks=POSIX_ONLY)])
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "../escape.txt",
+        "a/../../escape.txt",
+        "a/../b.txt",
+        "/abs/x.txt",
+        ".",
+        "",
+        MANIFEST,
+        pytest.param("a\\b.txt", marks=POSIX_ONLY),
+    ],
+)
 def test_paths_outside_the_run_folder_are_rejected(tmp_path, relative):
     run = open_run(tmp_path / "run")
     for register in (run.file, run.folder):

@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image
 
 from training.boneage.data_sources import add_data_arguments, load_splits
-from training.results import write_json
 from training.data.tables import DataError
+from training.results import write_json
 
 
 def summarise(split, sample_images=20, seed=42):

@@ -5,7 +5,6 @@ restores the original scripts' settings. The training command's flags are these 
 """
 
 import dataclasses
-from typing import Optional
 
 from callbacks import BackboneFreezer
 from training.cli import ConfigError
@@ -61,14 +60,14 @@ class BoneAgeConfig:
     # model
     model_type: str = "attn_sex_improved"
     backbone: str = "mobilenet_v2"
-    weights: Optional[str] = None
+    weights: str | None = None
     activation: str = "tanh"
     dropout_rate: float = 0.2
     dense_units: int = 64
     gender_units: int = 16
     img_size: int = 96
     preprocessing: str = "backbone"
-    bn_momentum: Optional[float] = 0.9
+    bn_momentum: float | None = 0.9
     # training
     lr: float = 1e-3
     batch_size: int = 32
@@ -77,7 +76,7 @@ class BoneAgeConfig:
     fine_tune: bool = True
     unfreeze_layers: int = -1
     finetune_lr_factor: float = 1.0
-    unfreeze_schedule: Optional[str] = None
+    unfreeze_schedule: str | None = None
     backbone_lr_multiplier: float = 1.0
     loss_type: str = "mae"
     huber_delta: float = 1.0
@@ -85,25 +84,25 @@ class BoneAgeConfig:
     wing_w: float = 10.0
     wing_epsilon: float = 2.0
     use_cyclical_lr: bool = False
-    clr_max_lr: Optional[float] = None
+    clr_max_lr: float | None = None
     clr_step_size: int = 2000
     clr_mode: str = "triangular"
     clr_gamma: float = 1.0
     early_stopping_patience: int = 0
     seed: int = 42
     # data
-    data_dir: Optional[str] = None
-    train_csv: Optional[str] = None
-    train_images: Optional[str] = None
-    val_csv: Optional[str] = None
-    val_images: Optional[str] = None
-    test_csv: Optional[str] = None
-    test_images: Optional[str] = None
+    data_dir: str | None = None
+    train_csv: str | None = None
+    train_images: str | None = None
+    val_csv: str | None = None
+    val_images: str | None = None
+    test_csv: str | None = None
+    test_images: str | None = None
     layout: str = "auto"
-    id_column: Optional[str] = None
-    age_column: Optional[str] = None
-    sex_column: Optional[str] = None
-    filename_column: Optional[str] = None
+    id_column: str | None = None
+    age_column: str | None = None
+    sex_column: str | None = None
+    filename_column: str | None = None
     image_extension: str = ".png"
     on_bad_rows: str = "raise"
     use_clahe_val_test: bool = False
@@ -125,7 +124,7 @@ class BoneAgeConfig:
     verbose: bool = False
     # scale and speed
     distribute: str = "none"
-    coordinator: Optional[str] = None
+    coordinator: str | None = None
     num_processes: int = 1
     process_id: int = 0
     mixed_precision: bool = False
@@ -174,7 +173,9 @@ class BoneAgeConfig:
         if config.use_cyclical_lr:
             config.clr_max_lr = config.clr_max_lr if config.clr_max_lr is not None else 10 * config.lr
             if config.clr_max_lr <= config.lr:
-                raise ConfigError(f"--clr_max_lr ({config.clr_max_lr}) must exceed --lr ({config.lr}), else the cycle is flat")
+                raise ConfigError(
+                    f"--clr_max_lr ({config.clr_max_lr}) must exceed --lr ({config.lr}), else the cycle is flat"
+                )
         if config.label_noise_std < 0 or config.mixup_alpha < 0:
             raise ConfigError("--label_noise_std and --mixup_alpha must be >= 0")
         if config.unfreeze_schedule:

@@ -84,8 +84,13 @@ def use_default_phantom(args, splits=("train", "val", "test"), builder=True):
         return
     args.data_dir = str(
         ensure_phantom(
-            DEFAULT_PHANTOM_DIR, args.phantom_n_train, args.phantom_n_val, args.phantom_n_test, args.img_size,
-            args.seed, builder=builder,
+            DEFAULT_PHANTOM_DIR,
+            args.phantom_n_train,
+            args.phantom_n_val,
+            args.phantom_n_test,
+            args.img_size,
+            args.seed,
+            builder=builder,
         )
     )
 

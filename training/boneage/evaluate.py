@@ -12,14 +12,16 @@ import keras
 
 import modeling  # noqa: F401  (registers the custom layers for loading)
 from training.boneage.data_sources import add_column_arguments, column_options
-from training.boneage.predict import predict_months
 from training.boneage.evaluation import agreement_figures, predictions_table, regression_metrics
-from training.results import write_csv, write_json
+from training.boneage.predict import predict_months
 from training.boneage.tables import read_table
 from training.cli import ConfigError, exit_on_user_errors
+from training.results import write_csv, write_json
 
 
-def evaluate(model_path, csv, image_dir=None, use_tta=False, tta_steps=8, batch_size=32, seed=42, output_dir=None, columns=None):
+def evaluate(
+    model_path, csv, image_dir=None, use_tta=False, tta_steps=8, batch_size=32, seed=42, output_dir=None, columns=None
+):
     """Metrics in months of a saved model on a labelled CSV; writes JSON, predictions and plots.
 
     Args:
@@ -49,7 +51,11 @@ def evaluate(model_path, csv, image_dir=None, use_tta=False, tta_steps=8, batch_
     output_dir.mkdir(parents=True, exist_ok=True)
     write_json(output_dir / "evaluation.json", results)
     write_csv(output_dir / "evaluation_predictions.csv", predictions_table(table, predicted, predicted_tta))
-    for figure, kind in zip(agreement_figures(table["boneage"], predicted, "evaluation"), ("predicted_vs_true", "bland_altman")):
+    for figure, kind in zip(
+        agreement_figures(table["boneage"], predicted, "evaluation"),
+        ("predicted_vs_true", "bland_altman"),
+        strict=False,
+    ):
         figure.savefig(output_dir / f"evaluation_{kind}.png", dpi=100)
     print(
         f"MAE {results['test_mae_months']:.2f} months, RMSE {results['test_rmse_months']:.2f}, "
@@ -73,8 +79,15 @@ def run(argv=None):
     args = parser.parse_args(argv)
     with exit_on_user_errors():
         return evaluate(
-            args.model, args.csv, args.image_dir, args.use_tta, args.tta_steps, args.batch_size, args.seed,
-            args.output_dir, column_options(args),
+            args.model,
+            args.csv,
+            args.image_dir,
+            args.use_tta,
+            args.tta_steps,
+            args.batch_size,
+            args.seed,
+            args.output_dir,
+            column_options(args),
         )
 
 

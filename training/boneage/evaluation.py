@@ -65,7 +65,10 @@ def agreement_figures(true_months, predicted_months, title):
     scatter = Figure(figsize=(5, 5))
     axes = scatter.add_subplot()
     axes.scatter(true_months, predicted_months, s=10, alpha=0.6)
-    low, high = float(min(true_months.min(), predicted_months.min())), float(max(true_months.max(), predicted_months.max()))
+    low, high = (
+        float(min(true_months.min(), predicted_months.min())),
+        float(max(true_months.max(), predicted_months.max())),
+    )
     axes.plot([low, high], [low, high], "k--", linewidth=1, label="identity")
     axes.set_xlabel("true bone age (months)")
     axes.set_ylabel("predicted bone age (months)")
@@ -78,7 +81,11 @@ def agreement_figures(true_months, predicted_months, title):
     bland_altman = Figure(figsize=(6, 4))
     axes = bland_altman.add_subplot()
     axes.scatter(mean, difference, s=10, alpha=0.6)
-    for level, style, label in ((bias, "r-", f"bias {bias:.1f}"), (bias + spread, "r--", f"+1.96 SD {bias + spread:.1f}"), (bias - spread, "r--", f"-1.96 SD {bias - spread:.1f}")):
+    for level, style, label in (
+        (bias, "r-", f"bias {bias:.1f}"),
+        (bias + spread, "r--", f"+1.96 SD {bias + spread:.1f}"),
+        (bias - spread, "r--", f"-1.96 SD {bias - spread:.1f}"),
+    ):
         axes.axhline(level, color=style[0], linestyle=style[1:], linewidth=1, label=label)
     axes.set_xlabel("mean of true and predicted (months)")
     axes.set_ylabel("predicted - true (months)")

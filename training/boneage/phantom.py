@@ -153,8 +153,9 @@ def posterior_median_age(maturity, male):
         >>> float(posterior_median_age(120.0, True)[0])
         120.0
     """
-    maturity, male = np.broadcast_arrays(np.atleast_1d(np.asarray(maturity, float)),
-                                         np.atleast_1d(np.asarray(male, bool)))
+    maturity, male = np.broadcast_arrays(
+        np.atleast_1d(np.asarray(maturity, float)), np.atleast_1d(np.asarray(male, bool))
+    )
     out = np.empty(maturity.shape)
     for start in range(0, maturity.size, 1024):  # bounds memory to ~20 MB
         part = slice(start, start + 1024)
@@ -482,8 +483,7 @@ def _long_bone(canvas, m, joint, far, widths, timing, depth=1.0):
     beyond = np.where(s < 0, -s * 3.0, np.where(s > shaft_len, s - shaft_len, 0.0))
     rho2 = q * q + beyond * beyond
     medulla = radius * (0.78 - 0.2 * g)
-    density = 2.0 * (np.sqrt(np.clip(radius**2 - rho2, 0, None))
-                     - 0.55 * np.sqrt(np.clip(medulla**2 - rho2, 0, None)))
+    density = 2.0 * (np.sqrt(np.clip(radius**2 - rho2, 0, None)) - 0.55 * np.sqrt(np.clip(medulla**2 - rho2, 0, None)))
     if stage is not None:
         centre = joint + axis * (cartilage + epi_height / 2)
         qe = _ellipse_q(u, v, centre, (epi_height / 2, epi_half_width), _axis_angle(axis) + 90.0)
@@ -552,7 +552,7 @@ def _draw_hand(canvas, m, pose):
         phalanges = ("proximal", "distal") if thumb else ("proximal", "middle", "distal")
         f_dir = _rot(finger_angle)
         joint = mcp
-        for name, length in zip(phalanges, lengths[1:]):
+        for name, length in zip(phalanges, lengths[1:], strict=False):
             nxt = joint + length * f_dir
             widths = tuple(wscale * w for w in _BONE_WIDTHS[name])
             _long_bone(canvas, m, joint, nxt, widths, _EPIPHYSIS_TIMING[name])
@@ -602,7 +602,7 @@ def _draw_marker(img, letter, corner, margin):
     off = max(1, int(margin * size))
     r0 = off if corner < 2 else size - off - h
     c0 = off if corner % 2 == 0 else size - off - w
-    img[r0:r0 + h, c0:c0 + w] = np.where(block, 0.97, 0.45)
+    img[r0 : r0 + h, c0 : c0 + w] = np.where(block, 0.97, 0.45)
 
 
 def _collimate(img, widths, level):
@@ -618,8 +618,9 @@ def _collimate(img, widths, level):
 
 def _expose(canvas, exposure, letter, rng):
     """Turn tissue thickness into a displayed radiograph in [0, 1]."""
-    attenuation = (_SOFT_ATTENUATION * exposure.soft_gain * canvas.soft
-                   + _BONE_ATTENUATION * exposure.bone_gain * canvas.bone)
+    attenuation = (
+        _SOFT_ATTENUATION * exposure.soft_gain * canvas.soft + _BONE_ATTENUATION * exposure.bone_gain * canvas.bone
+    )
     img = _downsample(1.0 - np.exp(-attenuation))
     img = _gaussian_blur(img, exposure.blur_px)
     size = img.shape[0]
@@ -733,8 +734,7 @@ def _write_split_csv(root, split, rows):
     elif split == "val":
         table = {"Image ID": ids, "male": males, "Bone Age (months)": ages}
     else:
-        table = {"Case ID": ids, "Sex": ["M" if m else "F" for m in males],
-                 "Ground truth bone age (months)": ages}
+        table = {"Case ID": ids, "Sex": ["M" if m else "F" for m in males], "Ground truth bone age (months)": ages}
     pd.DataFrame(table).to_csv(os.path.join(root, _SPLIT_FILES[split][0]), index=False)
 
 
@@ -760,8 +760,8 @@ def _prepare_destination(out, overwrite):
     if (out / MANIFEST).exists():
         if not overwrite:
             raise FileExistsError(
-                f"{out} already holds a phantom dataset ({MANIFEST}); pass overwrite=True "
-                "(--overwrite) to replace it")
+                f"{out} already holds a phantom dataset ({MANIFEST}); pass overwrite=True (--overwrite) to replace it"
+            )
     elif any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty and holds no {MANIFEST}; refusing to replace it")
 
@@ -775,8 +775,7 @@ def _render_all(root, jobs, workers):
     return [_render_job(job) for job in jobs]
 
 
-def make_dataset(out_dir, n_train=800, n_val=200, n_test=200, img_size=128, seed=42,
-                 overwrite=False, workers=2):
+def make_dataset(out_dir, n_train=800, n_val=200, n_test=200, img_size=128, seed=42, overwrite=False, workers=2):
     """Write a phantom dataset in the RSNA Pediatric Bone Age layout.
 
     The dataset is built in a hidden temporary sibling of ``out_dir`` and
@@ -871,14 +870,18 @@ def _manifest(rows, counts, img_size, seed):
             "last_id": int(part["id"].max()),
             "age_range_months": [float(part["boneage"].min()), float(part["boneage"].max())],
             "male_fraction": round(float(part["male"].mean()), 4),
-            "error_floor_mae_months": round(
-                error_floor_mae(part["boneage"], part["male"], part["maturity_months"]), 4),
+            "error_floor_mae_months": round(error_floor_mae(part["boneage"], part["male"], part["maturity_months"]), 4),
         }
     return {
         "generator": GENERATOR_NAME,
         "version": GENERATOR_VERSION,
-        "arguments": {"n_train": int(counts["train"]), "n_val": int(counts["val"]),
-                      "n_test": int(counts["test"]), "img_size": int(img_size), "seed": int(seed)},
+        "arguments": {
+            "n_train": int(counts["train"]),
+            "n_val": int(counts["val"]),
+            "n_test": int(counts["test"]),
+            "img_size": int(img_size),
+            "seed": int(seed),
+        },
         "image_format": "8-bit grayscale PNG",
         "masks_dir": MASKS_DIR,
         "truth_csv": TRUTH_CSV,
@@ -888,11 +891,11 @@ def _manifest(rows, counts, img_size, seed):
         "maturity_offset_sd_months": MATURITY_OFFSET_SD_MONTHS,
         "female_maturity_rate": FEMALE_MATURITY_RATE,
         "maturity_max_months": MATURITY_MAX_MONTHS,
-        "error_floor_mae_months": round(
-            error_floor_mae(frame["boneage"], frame["male"], frame["maturity_months"]), 4),
+        "error_floor_mae_months": round(error_floor_mae(frame["boneage"], frame["male"], frame["maturity_months"]), 4),
         "error_floor_expected_mae_months": round(expected_error_floor_mae(), 4),
         "error_floor_method": (
             "MAE of the posterior median of the label given the rendered maturity and sex "
             "(uniform label grid prior, Gaussian maturity offset, clipped maturity range), "
-            "over this dataset's images; 'expected' integrates the same over the generator."),
+            "over this dataset's images; 'expected' integrates the same over the generator."
+        ),
     }

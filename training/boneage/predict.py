@@ -17,10 +17,10 @@ import pandas as pd
 import modeling  # noqa: F401  (registers the custom layers for loading)
 from modeling.inference import predict_tta
 from training.boneage.pipeline import make_dataset
-from training.results import write_csv
 from training.boneage.tables import parse_sex, read_table
 from training.cli import ConfigError, exit_on_user_errors
 from training.data.tables import DataError
+from training.results import write_csv
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -36,7 +36,9 @@ def images_table(images, sex=None, image_dir=None, sex_column=None, id_column=No
         if not files:
             raise DataError(f"No PNG or JPEG images in {images}.")
         male = float("nan") if sex is None else parse_sex(sex)
-        return pd.DataFrame({"id": [p.stem for p in files], "path": [str(p) for p in files], "boneage": float("nan"), "male": male})
+        return pd.DataFrame(
+            {"id": [p.stem for p in files], "path": [str(p) for p in files], "boneage": float("nan"), "male": male}
+        )
     if not images.is_file():
         raise DataError(f"--images {images} is neither a folder nor a CSV file.")
     table, _ = read_table(
@@ -60,7 +62,13 @@ def predict_months(model, table, batch_size=32, tta_steps=0, seed=42):
     names = [layer.name for layer in model.layers]
     interpolation = model.get_layer("resize").interpolation if "resize" in names else "bilinear"
     dataset = make_dataset(
-        table.fillna({"boneage": 0.0}), img_size, batch_size, target_mean=0.0, target_std=1.0, cache=False, interpolation=interpolation
+        table.fillna({"boneage": 0.0}),
+        img_size,
+        batch_size,
+        target_mean=0.0,
+        target_std=1.0,
+        cache=False,
+        interpolation=interpolation,
     )
     if len(model.inputs) == 1:
         dataset = dataset.map(lambda inputs, z: ({"image": inputs["image"]}, z))
@@ -69,8 +77,19 @@ def predict_months(model, table, batch_size=32, tta_steps=0, seed=42):
     return predicted, predicted_tta
 
 
-def predict(model_path, images, sex=None, image_dir=None, sex_column=None, id_column=None, use_tta=False, tta_steps=8,
-            batch_size=32, on_bad_rows="raise", output="predictions.csv"):
+def predict(
+    model_path,
+    images,
+    sex=None,
+    image_dir=None,
+    sex_column=None,
+    id_column=None,
+    use_tta=False,
+    tta_steps=8,
+    batch_size=32,
+    on_bad_rows="raise",
+    output="predictions.csv",
+):
     """Bone age in months for a folder of images or a CSV, written to ``output`` and returned.
 
     Args:
@@ -95,7 +114,9 @@ def predict(model_path, images, sex=None, image_dir=None, sex_column=None, id_co
     if len(model.inputs) > 1 and table["male"].isna().any():
         raise ConfigError("this model uses sex: pass --sex M|F, or a CSV with a sex column")
     predicted, predicted_tta = predict_months(model, table, batch_size, tta_steps if use_tta else 0)
-    frame = pd.DataFrame({"image_id": table["id"], "path": table["path"], "male": table["male"], "predicted_bone_age": predicted})
+    frame = pd.DataFrame(
+        {"image_id": table["id"], "path": table["path"], "male": table["male"], "predicted_bone_age": predicted}
+    )
     if predicted_tta is not None:
         frame["predicted_bone_age_tta"] = predicted_tta
     if table["boneage"].notna().all():
@@ -122,8 +143,17 @@ def run(argv=None):
     args = parser.parse_args(argv)
     with exit_on_user_errors():
         return predict(
-            args.model, args.images, args.sex, args.image_dir, args.sex_column, args.id_column, args.use_tta,
-            args.tta_steps, args.batch_size, args.on_bad_rows, args.output,
+            args.model,
+            args.images,
+            args.sex,
+            args.image_dir,
+            args.sex_column,
+            args.id_column,
+            args.use_tta,
+            args.tta_steps,
+            args.batch_size,
+            args.on_bad_rows,
+            args.output,
         )
 
 

@@ -20,7 +20,15 @@ from training.boneage.train import parse_args, train
 from training.cli import ConfigError, exit_on_user_errors
 from training.results import write_csv, write_json
 
-COLUMNS = ("val_mae_months", "test_mae_months", "test_rmse_months", "test_correlation", "test_mae_months_tta", "epochs_trained", "wall_seconds")
+COLUMNS = (
+    "val_mae_months",
+    "test_mae_months",
+    "test_rmse_months",
+    "test_correlation",
+    "test_mae_months_tta",
+    "epochs_trained",
+    "wall_seconds",
+)
 
 
 def sweep(config, backbones, sweep_dir="runs/sweep"):
@@ -49,7 +57,9 @@ def sweep(config, backbones, sweep_dir="runs/sweep"):
             print(f"=== {backbone} ===")
             keras.backend.clear_session()
             results = train(dataclasses.replace(config, backbone=backbone, output_dir=str(output_dir)))
-        rows.append({"backbone": backbone, "model_type": config.model_type, **{key: results.get(key) for key in COLUMNS}})
+        rows.append(
+            {"backbone": backbone, "model_type": config.model_type, **{key: results.get(key) for key in COLUMNS}}
+        )
     table = pd.DataFrame(rows).sort_values("val_mae_months")
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
     write_csv(Path(sweep_dir) / "comparison.csv", table)

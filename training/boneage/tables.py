@@ -98,7 +98,10 @@ def read_table(
     if "boneage" not in columns:
         raw["__no_age__"], columns["boneage"] = "", "__no_age__"
     rows, report = check_rows(
-        raw, csv_path, lambda record: _parse_row(record, columns, image_dir, image_extension, check_images, require_age), on_error
+        raw,
+        csv_path,
+        lambda record: _parse_row(record, columns, image_dir, image_extension, check_images, require_age),
+        on_error,
     )
     table = pd.DataFrame(rows, columns=["id", "path", "boneage", "male"])
     if table.empty:
@@ -127,7 +130,11 @@ def _resolve_columns(
     if default_sex is not None:
         columns.pop("sex", None)
     needed = [key for key in ("sex", "boneage") if key not in columns]
-    needed = [key for key in needed if not (key == "boneage" and not require_age) and not (key == "sex" and default_sex is not None)]
+    needed = [
+        key
+        for key in needed
+        if not (key == "boneage" and not require_age) and not (key == "sex" and default_sex is not None)
+    ]
     if "id" not in columns and "filename" not in columns:
         needed.append("id or filename")
     if needed:

@@ -34,22 +34,31 @@ from modeling.losses import LOSS_NAMES, get_loss_function
 from modeling.metrics import MAEMonths
 from training.boneage.config import PRESETS, RESUME_INDEPENDENT, BoneAgeConfig, parse_unfreeze_schedule
 from training.boneage.data_sources import add_data_arguments, load_splits, use_default_phantom
-from training.cli import ConfigError, add_preset_and_verbose_arguments, annotate_presets, exit_on_user_errors, parse_config
-from training.distribution import DISTRIBUTE_CHOICES, dtype_policy, make_distribution, mixed_precision_policy
-from training.boneage.pipeline import make_dataset
-from training.data.augmentation import Augmentation
 from training.boneage.evaluation import agreement_figures, predictions_table, regression_metrics
+from training.boneage.pipeline import make_dataset
+from training.cli import (
+    ConfigError,
+    add_preset_and_verbose_arguments,
+    annotate_presets,
+    exit_on_user_errors,
+    parse_config,
+)
+from training.data.augmentation import Augmentation
+from training.data.tables import DataError
+from training.distribution import DISTRIBUTE_CHOICES, dtype_policy, make_distribution, mixed_precision_policy
 from training.results import write_csv, write_json
 from training.run_directory import RunDirectory
-from training.data.tables import DataError
 
 SYSTEM = "boneage"
 # The registry's bone-age models without their system prefix: the --model_type choices.
 MODEL_TYPES = [name.split("/", 1)[1] for name in list_models(SYSTEM)]
 
+
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="train-boneage", description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        prog="train-boneage",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_preset_and_verbose_arguments(parser, PRESETS)
     model = parser.add_argument_group("model")
@@ -101,11 +110,17 @@ def build_parser():
     train.add_argument("--seed", type=int)
 
     data = add_data_arguments(parser)
-    data.add_argument("--use_clahe_val_test", action=argparse.BooleanOptionalAction, help="CLAHE on validation and test images")
+    data.add_argument(
+        "--use_clahe_val_test", action=argparse.BooleanOptionalAction, help="CLAHE on validation and test images"
+    )
     data.add_argument("--interpolation", choices=("bilinear", "nearest", "area", "bicubic"))
     data.add_argument("--label_noise_std", type=float, help="Gaussian noise on z-score targets")
     data.add_argument("--mixup_alpha", type=float)
-    data.add_argument("--augment", action=argparse.BooleanOptionalAction, help="random flips, rotations, shifts, zooms, brightness, contrast")
+    data.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        help="random flips, rotations, shifts, zooms, brightness, contrast",
+    )
     data.add_argument("--augment_brightness", type=float)
     data.add_argument("--augment_contrast", type=float)
     data.add_argument("--phantom_n_train", type=int)
@@ -121,14 +136,17 @@ def build_parser():
 
     scale = parser.add_argument_group("scale and speed")
     scale.add_argument(
-        "--distribute", choices=DISTRIBUTE_CHOICES,
+        "--distribute",
+        choices=DISTRIBUTE_CHOICES,
         help="mirrored: tf.distribute.MirroredStrategy over local devices (TensorFlow); "
         "data_parallel: keras.distribution.DataParallel over every device of every process (JAX)",
     )
     scale.add_argument("--coordinator", help="data_parallel with several processes: HOST:PORT of process 0")
     scale.add_argument("--num_processes", type=int, help="data_parallel: processes taking part (same flags)")
     scale.add_argument("--process_id", type=int, help="data_parallel: this process's index; 0 evaluates and reports")
-    scale.add_argument("--mixed_precision", action="store_true", help="bfloat16 on CPU, float16 on GPU; float32 outputs and losses")
+    scale.add_argument(
+        "--mixed_precision", action="store_true", help="bfloat16 on CPU, float16 on GPU; float32 outputs and losses"
+    )
     scale.add_argument("--jit_compile", choices=("auto", "on", "off"), help="XLA compilation of the train step")
     annotate_presets(parser, {name: BoneAgeConfig.from_preset(name).to_dict() for name in PRESETS})
     return parser
@@ -207,7 +225,9 @@ def standard_callbacks(config, run, model, phase, monitor_best, probe):
         callbacks.append(GateWeightLogger(probe, run.plots / phase, log_dir=run.tensorboard / phase))
     if probe is not None and _has_layer(model, "attention_map"):
         first_images = {name: value[:4] for name, value in probe.items()}
-        callbacks.append(AttentionMapLogger(first_images, run.plots / "attention" / phase, every=config.attention_every))
+        callbacks.append(
+            AttentionMapLogger(first_images, run.plots / "attention" / phase, every=config.attention_every)
+        )
     callbacks += [
         keras.callbacks.BackupAndRestore(run.backup / phase),
         keras.callbacks.ModelCheckpoint(
@@ -229,7 +249,9 @@ def standard_callbacks(config, run, model, phase, monitor_best, probe):
         )
     if config.early_stopping_patience:
         callbacks.append(
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=False)
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=False
+            )
         )
     return callbacks
 
@@ -310,7 +332,9 @@ def train(config):
     config = config.validated()
     started = time.time()
     try:  # first: joining other processes must precede any other use of the devices
-        dist = make_distribution(config.distribute, config.batch_size, config.coordinator, config.num_processes, config.process_id)
+        dist = make_distribution(
+            config.distribute, config.batch_size, config.coordinator, config.num_processes, config.process_id
+        )
     except ValueError as error:
         raise ConfigError(str(error)) from None
     keras.utils.set_random_seed(config.seed)
@@ -337,7 +361,9 @@ def train(config):
             worker = facts | {"epochs_trained": epochs, "wall_seconds": round(time.time() - started, 1)}
             write_json(run_files.results, worker)
             run_files.directory.finish(epochs_trained=epochs)
-            print(f"Process {dist.process_id}: training finished; process 0 evaluates and writes {config.output_dir}/results.json")
+            print(
+                f"Process {dist.process_id}: training finished; process 0 evaluates and writes {config.output_dir}/results.json"
+            )
             return worker
         checkpoint_model = keras.saving.load_model(run_files.checkpoint, safe_mode=True)
         inference_model = export_inference_model(
@@ -357,8 +383,14 @@ def train(config):
     )
     write_json(run_files.results, results)
     run_files.directory.finish(epochs_trained=results["epochs_trained"])
-    summary = {key: results[key] for key in ("val_mae_months", "test_mae_months", "test_mae_months_tta", "test_correlation", "wall_seconds") if key in results}
-    print("\nSummary:", ", ".join(f"{k} = {v:.3f}" if isinstance(v, float) else f"{k} = {v}" for k, v in summary.items()))
+    summary = {
+        key: results[key]
+        for key in ("val_mae_months", "test_mae_months", "test_mae_months_tta", "test_correlation", "wall_seconds")
+        if key in results
+    }
+    print(
+        "\nSummary:", ", ".join(f"{k} = {v:.3f}" if isinstance(v, float) else f"{k} = {v}" for k, v in summary.items())
+    )
     print(f"Results: {run_files.results}\nModel for prediction: {run_files.best}\nPlots: {run_files.plots}")
     return results
 
@@ -386,7 +418,9 @@ def training_options(config):
     """`make_dataset` arguments of the training split: augmentation, mixup, label noise."""
     return dict(
         training=True,
-        augmentation=Augmentation(brightness=config.augment_brightness, contrast=config.augment_contrast) if config.augment else None,
+        augmentation=Augmentation(brightness=config.augment_brightness, contrast=config.augment_contrast)
+        if config.augment
+        else None,
         mixup_alpha=config.mixup_alpha,
         label_noise_std=config.label_noise_std,
     )
@@ -397,7 +431,9 @@ def prepare_data(config, dist):
     use_default_phantom(config, builder=dist.is_chief)
     splits = load_splits(config)
     for split in splits.values():
-        print(f"{split.name}: {split.report.rows_kept} images from {split.csv} (skipped: {split.report.as_dict()['skipped']})")
+        print(
+            f"{split.name}: {split.report.rows_kept} images from {split.csv} (skipped: {split.report.as_dict()['skipped']})"
+        )
     ages = splits["train"].table["boneage"]
     return splits, float(ages.mean()), float(ages.std(ddof=1))
 
@@ -450,7 +486,12 @@ def _fit_phases_in_scope(config, run, splits, target_mean, target_std, dist):
         callbacks = standard_callbacks(config, run, model, "phase2", best_so_far, probe)
         if config.unfreeze_schedule:
             schedule = parse_unfreeze_schedule(config.unfreeze_schedule)
-            callbacks.insert(0, BackboneFreezer(schedule, config.backbone_lr_multiplier, freeze_batchnorm=config.bn_momentum is None, verbose=1))
+            callbacks.insert(
+                0,
+                BackboneFreezer(
+                    schedule, config.backbone_lr_multiplier, freeze_batchnorm=config.bn_momentum is None, verbose=1
+                ),
+            )
             unfrozen = f"backbone unfrozen on the schedule {schedule}"
         else:
             n_layers = 10**6 if config.unfreeze_layers < 0 else config.unfreeze_layers
@@ -496,15 +537,19 @@ def evaluate_and_report(config, run, inference_model, splits, target_mean, targe
         predicted_tta = None
         if config.use_tta:
             # n views of every image go through the model together: keep that pass near one batch
-            small_batches = make_dataset(table, **(common | {"batch_size": max(1, config.batch_size // config.tta_steps)}))
+            small_batches = make_dataset(
+                table, **(common | {"batch_size": max(1, config.batch_size // config.tta_steps)})
+            )
             predicted_tta = predict_tta(inference_model, small_batches, n=config.tta_steps, seed=config.seed)[:, 0]
             metrics = regression_metrics(table["boneage"], predicted_tta, table["male"], prefix=f"{name}_")
             results.update({f"{key}_tta": value for key, value in metrics.items() if key != f"{name}_n"})
         write_csv(run.predictions(name), predictions_table(table, predicted, predicted_tta))
-        for figure, kind in zip(agreement_figures(table["boneage"], predicted, name), ("predicted_vs_true", "bland_altman")):
+        for figure, kind in zip(
+            agreement_figures(table["boneage"], predicted, name), ("predicted_vs_true", "bland_altman"), strict=False
+        ):
             figure.savefig(run.plots / f"{name}_{kind}.png", dpi=100)
     log = read_training_log(run.dir)
-    for figure, kind in zip(plot_history(log.to_dict(orient="list")), ("mae", "loss")):
+    for figure, kind in zip(plot_history(log.to_dict(orient="list")), ("mae", "loss"), strict=False):
         figure.savefig(run.plots / f"learning_curve_{kind}.png", dpi=100)
     results["epochs_trained"] = int(len(log))
     return results

@@ -17,10 +17,10 @@ import keras
 import keras_tuner
 
 from modeling.backbones import unfreeze_backbone_layers
-from training.boneage.train import build_model, dataset_options, parse_args, recompile, training_options
-from training.cli import ConfigError, exit_on_user_errors
 from training.boneage.data_sources import load_splits, use_default_phantom
 from training.boneage.pipeline import make_dataset
+from training.boneage.train import build_model, dataset_options, parse_args, recompile, training_options
+from training.cli import ConfigError, exit_on_user_errors
 from training.results import write_json
 
 TUNERS = ("hyperband", "bayesian", "random")
@@ -108,7 +108,9 @@ def tune(config, tuner="hyperband", max_trials=10, max_epochs=12, tuning_dir="ru
         "backbone": config.backbone,
     }
     write_json(Path(tuning_dir) / "best_hyperparameters.json", summary)
-    print(f"Best: {best.values} (val MAE {summary['best_val_mae_months']:.2f} months) -> {tuning_dir}/best_hyperparameters.json")
+    print(
+        f"Best: {best.values} (val MAE {summary['best_val_mae_months']:.2f} months) -> {tuning_dir}/best_hyperparameters.json"
+    )
     return summary
 
 

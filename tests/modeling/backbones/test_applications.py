@@ -39,7 +39,9 @@ def test_imagenet_download_failure_is_explained(monkeypatch):
     from keras.src.utils import file_utils
 
     def offline(*args, **kwargs):
-        raise Exception("URL fetch failure on https://example.invalid/w.h5: None -- [Errno -2] Name or service not known")
+        raise Exception(
+            "URL fetch failure on https://example.invalid/w.h5: None -- [Errno -2] Name or service not known"
+        )
 
     monkeypatch.setattr(file_utils, "get_file", offline)
     with pytest.raises(RuntimeError, match="weights=None .* local copy"):
@@ -51,7 +53,7 @@ def test_local_weights_file_is_loaded(tmp_path):
     path = tmp_path / "mobilenet_v2_notop.weights.h5"
     source.save_weights(path)
     loaded = build_backbone("mobilenet_v2", (64, 64, 3), weights=str(path))
-    for expected, actual in zip(source.weights, loaded.weights):
+    for expected, actual in zip(source.weights, loaded.weights, strict=False):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(expected), keras.ops.convert_to_numpy(actual))
     assert loaded.name == "backbone" and loaded.trainable is False
 
@@ -64,8 +66,10 @@ def test_unfreeze_backbone_layers_really_trains_the_last_layers():
     # the last two are the two last convolutions (kernel + bias each).
     assert unfreeze_backbone_layers(model, n_layers=2) == 4
     assert [w.path for w in backbone.trainable_weights] == [
-        f"{backbone.layers[-2].name}/kernel", f"{backbone.layers[-2].name}/bias",
-        f"{backbone.layers[-1].name}/kernel", f"{backbone.layers[-1].name}/bias",
+        f"{backbone.layers[-2].name}/kernel",
+        f"{backbone.layers[-2].name}/bias",
+        f"{backbone.layers[-1].name}/kernel",
+        f"{backbone.layers[-1].name}/bias",
     ]
     bn = backbone.layers[2]
     assert isinstance(bn, keras.layers.BatchNormalization) and bn.trainable is False
@@ -74,7 +78,11 @@ def test_unfreeze_backbone_layers_really_trains_the_last_layers():
     before = [keras.ops.convert_to_numpy(w).copy() for w in backbone.weights]
     rng = np.random.default_rng(0)
     model.train_on_batch([rng.normal(size=(5, 32, 32, 3)), np.ones((5, 1))], rng.normal(size=(5, 1)))
-    changed = {w.path for b, w in zip(before, backbone.weights) if not np.array_equal(b, keras.ops.convert_to_numpy(w))}
+    changed = {
+        w.path
+        for b, w in zip(before, backbone.weights, strict=False)
+        if not np.array_equal(b, keras.ops.convert_to_numpy(w))
+    }
     assert changed == {w.path for w in backbone.trainable_weights}
 
     assert unfreeze_backbone_layers(model, n_layers=0) == 0

@@ -61,7 +61,9 @@ def test_every_builder_on_every_backbone(backbone):
     D, G = 64, 8
     for name in ("baseline", "sex", "attn", "attn_sex", "attn_sex_improved"):
         kwargs = {"dense_units": D} | ({"gender_units": G} if name in ("sex", "attn_sex", "attn_sex_improved") else {})
-        model = create_model(f"boneage/{name}", img_dims=(size, size, 3), backbone=lambda **_: base, weights=None, **kwargs)
+        model = create_model(
+            f"boneage/{name}", img_dims=(size, size, 3), backbone=lambda **_: base, weights=None, **kwargs
+        )
         trainable = _count(model.trainable_weights)
         assert trainable == head_trainable(name, C, H, W, D, G), name
         assert model.count_params() == BACKBONE_PARAMS[backbone] + trainable + HEAD_NON_TRAINABLE[name] * C, name

@@ -36,7 +36,9 @@ def test_find_submodel_prefers_the_backbone_and_lists_nested_models_when_missing
     other, backbone = encoder("other"), encoder("backbone")
     model = keras.Model(features, keras.layers.Concatenate()([other(features), backbone(features)]), name="m")
     assert find_submodel(model) is backbone
-    with pytest.raises(ValueError, match=r"'m' has no nested model named 'missing'; nested models: \['other', 'backbone'\]"):
+    with pytest.raises(
+        ValueError, match=r"'m' has no nested model named 'missing'; nested models: \['other', 'backbone'\]"
+    ):
         find_submodel(model, "missing")
 
 
@@ -44,7 +46,10 @@ def test_weighted_layers_leave_out_batchnorm_unless_asked():
     second = find_submodel(two_encoder_model(), "second")
     assert [layer.name for layer in weighted_layers(second)] == ["second_0", "second_1", "second_2"]
     assert [layer.name for layer in weighted_layers(second, freeze_batchnorm=False)] == [
-        "second_0", "second_bn", "second_1", "second_2"
+        "second_0",
+        "second_bn",
+        "second_1",
+        "second_2",
     ]
 
 

@@ -29,7 +29,9 @@ def batch_for(model, size=5, seed=0):
 
 
 def test_registry_lists_the_five_bone_age_builders():
-    assert {f"boneage/{name}" for name in ("baseline", "sex", "attn", "attn_sex", "attn_sex_improved")} == set(BONEAGE_MODELS)
+    assert {f"boneage/{name}" for name in ("baseline", "sex", "attn", "attn_sex", "attn_sex_improved")} == set(
+        BONEAGE_MODELS
+    )
     with pytest.raises(ValueError, match="Registered models: .*boneage/attn_sex_improved"):
         create_model("no_such_model", img_dims=IMG_DIMS)
 
@@ -72,7 +74,9 @@ def test_builder_argument_errors():
     with pytest.raises(ValueError, match="dropout_rate"):
         create_model("boneage/sex", img_dims=IMG_DIMS, backbone="mobilenet_v2", weights=None, dropout_rate=1.5)
     with pytest.raises(ValueError, match="divisible by the 4 attention heads"):
-        create_model("boneage/attn_sex_improved", img_dims=IMG_DIMS, backbone="mobilenet_v2", weights=None, dense_units=18)
+        create_model(
+            "boneage/attn_sex_improved", img_dims=IMG_DIMS, backbone="mobilenet_v2", weights=None, dense_units=18
+        )
 
 
 def test_loss_and_metrics_arguments_are_compiled():
@@ -87,7 +91,9 @@ def test_loss_and_metrics_arguments_are_compiled():
 
 def test_preprocessing_inside_the_model_takes_raw_pixels():
     scaled = create_model("boneage/attn_sex", img_dims=IMG_DIMS, backbone=tiny_backbone, weights=None, dense_units=16)
-    raw = create_model("boneage/attn_sex", img_dims=IMG_DIMS, backbone=tiny_backbone, weights=None, dense_units=16, preprocessing="tf")
+    raw = create_model(
+        "boneage/attn_sex", img_dims=IMG_DIMS, backbone=tiny_backbone, weights=None, dense_units=16, preprocessing="tf"
+    )
     raw.set_weights(scaled.get_weights())  # no new weights: same layout
     inputs, _ = batch_for(scaled)
     pixels = (inputs[0] + 1.0) * 127.5

@@ -34,7 +34,12 @@ def numpy_locally_connected(x, kernel, bias, kernel_size, strides):
 @pytest.mark.parametrize("filters", [1, 3])  # one filter (the attention maps) takes its own path
 @pytest.mark.parametrize(
     "shape, kernel_size, strides",
-    [((4, 4, 16), (1, 1), (1, 1)), ((5, 6, 3), (2, 3), (1, 1)), ((7, 7, 2), (3, 3), (2, 2)), ((6, 5, 4), (2, 2), (2, 1))],
+    [
+        ((4, 4, 16), (1, 1), (1, 1)),
+        ((5, 6, 3), (2, 3), (1, 1)),
+        ((7, 7, 2), (3, 3), (2, 2)),
+        ((6, 5, 4), (2, 2), (2, 1)),
+    ],
 )
 def test_locally_connected_matches_numpy_loop(shape, kernel_size, strides, filters):
     rng = np.random.default_rng(0)
@@ -162,7 +167,9 @@ def test_image_preprocessing_matches_keras_applications(backbone, reference):
 
 def test_denormalization():
     layer = Denormalization(mean=127.0, std=40.0)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(np.array([[-1.0], [0.25]], "float32"))), [[87.0], [137.0]])
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer(np.array([[-1.0], [0.25]], "float32"))), [[87.0], [137.0]]
+    )
     assert run_serialization_test(layer).get_config()["std"] == 40.0
     with pytest.raises(ValueError, match="std"):
         Denormalization(0.0, 0.0)

@@ -11,8 +11,22 @@ from training.boneage import check_data, evaluate, phantom, predict, sweep, tune
 from training.boneage import train as train_boneage
 
 TINY = [
-    "--img_size", "64", "--backbone", "mobilenet_v2", "--weights", "none", "--dense_units", "16",
-    "--gender_units", "8", "--batch_size", "8", "--tta_steps", "2", "--attention_every", "1",
+    "--img_size",
+    "64",
+    "--backbone",
+    "mobilenet_v2",
+    "--weights",
+    "none",
+    "--dense_units",
+    "16",
+    "--gender_units",
+    "8",
+    "--batch_size",
+    "8",
+    "--tta_steps",
+    "2",
+    "--attention_every",
+    "1",
 ]
 
 
@@ -26,8 +40,22 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def finished_run(data_dir, tmp_path_factory):
     output = tmp_path_factory.mktemp("run")
-    argv = ["--data_dir", str(data_dir), *TINY, "--epochs_frozen", "1", "--fine_tune", "--epochs_finetune", "1",
-            "--unfreeze_layers", "2", "--interpolation", "nearest", "--output_dir", str(output)]
+    argv = [
+        "--data_dir",
+        str(data_dir),
+        *TINY,
+        "--epochs_frozen",
+        "1",
+        "--fine_tune",
+        "--epochs_finetune",
+        "1",
+        "--unfreeze_layers",
+        "2",
+        "--interpolation",
+        "nearest",
+        "--output_dir",
+        str(output),
+    ]
     results = train_boneage.run(argv)
     return output, results, argv
 
@@ -35,8 +63,17 @@ def finished_run(data_dir, tmp_path_factory):
 def test_results_json_holds_the_metrics_of_the_prediction_csv(finished_run):
     output, results, _ = finished_run
     saved = json.loads((output / "results.json").read_text())
-    for key in ("val_mae_months", "test_mae_months", "test_rmse_months", "test_correlation", "test_mae_months_tta",
-                "n_train", "n_val", "n_test", "wall_seconds"):
+    for key in (
+        "val_mae_months",
+        "test_mae_months",
+        "test_rmse_months",
+        "test_correlation",
+        "test_mae_months_tta",
+        "n_train",
+        "n_val",
+        "n_test",
+        "wall_seconds",
+    ):
         assert key in saved, key
     assert (saved["n_train"], saved["n_val"], saved["n_test"]) == (24, 8, 8)
     predictions = pd.read_csv(output / "predictions_test.csv")
@@ -54,8 +91,9 @@ def test_saved_model_predicts_months_from_raw_pixels(finished_run, data_dir):
     assert model.output.shape == (None, 1) and model.inputs[0].shape == (None, 64, 64, 3)
     layers = {layer.name for layer in model.layers}
     assert "boneage_months" in layers
-    table = predict.images_table(output / "predictions_test.csv", image_dir=data_dir / phantom.TEST_DIR,
-                                 id_column="image_id", sex_column="male")
+    table = predict.images_table(
+        output / "predictions_test.csv", image_dir=data_dir / phantom.TEST_DIR, id_column="image_id", sex_column="male"
+    )
     predicted, _ = predict.predict_months(model, table)
     expected = pd.read_csv(output / "predictions_test.csv")["predicted_bone_age"].to_numpy()
     np.testing.assert_allclose(predicted, expected, rtol=1e-4)
@@ -63,8 +101,13 @@ def test_saved_model_predicts_months_from_raw_pixels(finished_run, data_dir):
 
 def test_plots_and_logs_are_written(finished_run):
     output, _, _ = finished_run
-    for name in ("learning_curve_loss.png", "test_predicted_vs_true.png", "test_bland_altman.png",
-                 "phase1/gate_weights.png", "phase2/gate_weights.png"):
+    for name in (
+        "learning_curve_loss.png",
+        "test_predicted_vs_true.png",
+        "test_bland_altman.png",
+        "phase1/gate_weights.png",
+        "phase2/gate_weights.png",
+    ):
         assert (output / "plots" / name).stat().st_size > 1000, name
     assert list((output / "plots" / "attention" / "phase1").glob("*.png"))
     assert list((output / "plots" / "attention" / "phase2").glob("*.png"))
@@ -90,8 +133,21 @@ def test_evaluate_reproduces_the_training_metrics(finished_run, data_dir, tmp_pa
 def test_predict_on_a_folder_with_one_sex(finished_run, data_dir, tmp_path):
     output, _, _ = finished_run
     out_csv = tmp_path / "p.csv"
-    frame = predict.run(["--model", str(output / "best.keras"), "--images", str(data_dir / phantom.TEST_DIR),
-                          "--sex", "F", "--output", str(out_csv), "--use_tta", "--tta_steps", "2"])
+    frame = predict.run(
+        [
+            "--model",
+            str(output / "best.keras"),
+            "--images",
+            str(data_dir / phantom.TEST_DIR),
+            "--sex",
+            "F",
+            "--output",
+            str(out_csv),
+            "--use_tta",
+            "--tta_steps",
+            "2",
+        ]
+    )
     assert len(frame) == 8 and (frame["male"] == 0.0).all()
     assert {"predicted_bone_age", "predicted_bone_age_tta"} <= set(pd.read_csv(out_csv).columns)
     with pytest.raises(SystemExit):
@@ -99,8 +155,19 @@ def test_predict_on_a_folder_with_one_sex(finished_run, data_dir, tmp_path):
 
 
 def test_resume_after_an_interruption(data_dir, tmp_path, monkeypatch, capsys):
-    argv = ["--data_dir", str(data_dir), *TINY, "--epochs_frozen", "1", "--fine_tune", "--epochs_finetune", "2",
-            "--output_dir", str(tmp_path / "run"), "--no-use_tta"]
+    argv = [
+        "--data_dir",
+        str(data_dir),
+        *TINY,
+        "--epochs_frozen",
+        "1",
+        "--fine_tune",
+        "--epochs_finetune",
+        "2",
+        "--output_dir",
+        str(tmp_path / "run"),
+        "--no-use_tta",
+    ]
 
     class Crash(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -120,8 +187,19 @@ def test_resume_after_an_interruption(data_dir, tmp_path, monkeypatch, capsys):
 
 
 def test_a_run_killed_after_training_only_re_evaluates(data_dir, tmp_path, monkeypatch, capsys):
-    argv = ["--data_dir", str(data_dir), *TINY, "--epochs_frozen", "1", "--fine_tune", "--epochs_finetune", "1",
-            "--output_dir", str(tmp_path / "run"), "--no-use_tta"]
+    argv = [
+        "--data_dir",
+        str(data_dir),
+        *TINY,
+        "--epochs_frozen",
+        "1",
+        "--fine_tune",
+        "--epochs_finetune",
+        "1",
+        "--output_dir",
+        str(tmp_path / "run"),
+        "--no-use_tta",
+    ]
     original = train_boneage.evaluate_and_report
 
     def killed_while_evaluating(*args):
@@ -139,9 +217,20 @@ def test_a_run_killed_after_training_only_re_evaluates(data_dir, tmp_path, monke
     assert second["test_mae_months"] == pytest.approx(first["test_mae_months"], rel=1e-6)
 
 
-def test_an_unfinished_run_with_other_settings_is_refused_then_restarted_with_overwrite(data_dir, tmp_path, monkeypatch):
-    argv = ["--data_dir", str(data_dir), *TINY, "--epochs_frozen", "1", "--no-fine_tune", "--no-use_tta",
-            "--output_dir", str(tmp_path / "run")]
+def test_an_unfinished_run_with_other_settings_is_refused_then_restarted_with_overwrite(
+    data_dir, tmp_path, monkeypatch
+):
+    argv = [
+        "--data_dir",
+        str(data_dir),
+        *TINY,
+        "--epochs_frozen",
+        "1",
+        "--no-fine_tune",
+        "--no-use_tta",
+        "--output_dir",
+        str(tmp_path / "run"),
+    ]
     monkeypatch.setattr(train_boneage, "evaluate_and_report", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         train_boneage.run(argv)
@@ -158,8 +247,17 @@ def test_a_folder_that_is_not_a_run_is_never_written(data_dir, tmp_path):
     folder = tmp_path / "my_data"
     folder.mkdir()
     (folder / "scan.png").write_bytes(b"not ours")
-    argv = ["--data_dir", str(data_dir), *TINY, "--epochs_frozen", "1", "--no-fine_tune", "--output_dir", str(folder),
-            "--overwrite"]
+    argv = [
+        "--data_dir",
+        str(data_dir),
+        *TINY,
+        "--epochs_frozen",
+        "1",
+        "--no-fine_tune",
+        "--output_dir",
+        str(folder),
+        "--overwrite",
+    ]
     with pytest.raises(SystemExit, match="not a run of this project"):
         train_boneage.run(argv)
     assert sorted(path.name for path in folder.iterdir()) == ["scan.png"]
@@ -186,9 +284,23 @@ def test_bad_flags_fail_before_training(flags, message, capsys):
 
 
 def test_progressive_unfreezing_from_the_command_line(data_dir, tmp_path):
-    argv = ["--data_dir", str(data_dir), *TINY, "--epochs_frozen", "1", "--fine_tune", "--epochs_finetune", "2",
-            "--unfreeze_schedule", "1:0.5", "--backbone_lr_multiplier", "0.1", "--no-use_tta",
-            "--output_dir", str(tmp_path / "run")]
+    argv = [
+        "--data_dir",
+        str(data_dir),
+        *TINY,
+        "--epochs_frozen",
+        "1",
+        "--fine_tune",
+        "--epochs_finetune",
+        "2",
+        "--unfreeze_schedule",
+        "1:0.5",
+        "--backbone_lr_multiplier",
+        "0.1",
+        "--no-use_tta",
+        "--output_dir",
+        str(tmp_path / "run"),
+    ]
     train_boneage.run(argv)
     log = train_boneage.read_training_log(tmp_path / "run")
     # phase 1 and the first phase-2 epoch: frozen; then half of the weighted backbone layers
@@ -203,7 +315,13 @@ def test_cyclical_lr_defaults_to_a_real_cycle():
 
 def test_original_preset_restores_the_original_settings():
     args = train_boneage.parse_args(["--preset", "original"])
-    assert (args.backbone, args.img_size, args.weights, args.batch_size, args.lr) == ("xception", 500, "imagenet", 64, 1e-4)
+    assert (args.backbone, args.img_size, args.weights, args.batch_size, args.lr) == (
+        "xception",
+        500,
+        "imagenet",
+        64,
+        1e-4,
+    )
     assert (args.dense_units, args.gender_units, args.epochs_frozen, args.epochs_finetune) == (500, 32, 5, 10)
     assert args.use_clahe_val_test and args.preprocessing == "original"
 
@@ -214,7 +332,9 @@ def test_check_data_reports_bad_rows(data_dir, tmp_path):
     frame.loc[0, "male"] = "maybe"
     frame.loc[1, "Bone Age (months)"] = "-3"
     frame.to_csv(csv, index=False)
-    status = check_data.main(["--val_csv", str(csv), "--val_images", str(data_dir / phantom.VAL_DIR), "--report", str(tmp_path / "r.json")])
+    status = check_data.main(
+        ["--val_csv", str(csv), "--val_images", str(data_dir / phantom.VAL_DIR), "--report", str(tmp_path / "r.json")]
+    )
     report = json.loads((tmp_path / "r.json").read_text())["val"]
     assert status == 1
     assert report["skipped"] == {"unknown sex": 1, "bad age": 1} and report["rows_kept"] == 6
@@ -222,19 +342,54 @@ def test_check_data_reports_bad_rows(data_dir, tmp_path):
 
 
 def test_sweep_writes_one_comparison_table(data_dir, tmp_path):
-    table = sweep.run(["--backbones", "mobilenet_v2,mobilenet_v3_small", "--sweep_dir", str(tmp_path),
-                        "--data_dir", str(data_dir), *[f for f in TINY if f not in ("--backbone", "mobilenet_v2")],
-                        "--epochs_frozen", "1", "--no-fine_tune", "--no-use_tta", "--model_type", "attn_sex"])
+    table = sweep.run(
+        [
+            "--backbones",
+            "mobilenet_v2,mobilenet_v3_small",
+            "--sweep_dir",
+            str(tmp_path),
+            "--data_dir",
+            str(data_dir),
+            *[f for f in TINY if f not in ("--backbone", "mobilenet_v2")],
+            "--epochs_frozen",
+            "1",
+            "--no-fine_tune",
+            "--no-use_tta",
+            "--model_type",
+            "attn_sex",
+        ]
+    )
     assert sorted(table["backbone"]) == ["mobilenet_v2", "mobilenet_v3_small"]
     saved = pd.read_csv(tmp_path / "comparison.csv")
     assert saved["val_mae_months"].is_monotonic_increasing and len(saved) == 2
 
 
 def test_tuner_searches_and_writes_the_best_hyperparameters(data_dir, tmp_path):
-    summary = tune.run(["--tuner", "random", "--max_trials", "2", "--max_epochs", "1", "--tuning_dir", str(tmp_path),
-                        "--data_dir", str(data_dir), *TINY, "--model_type", "attn_sex"])
+    summary = tune.run(
+        [
+            "--tuner",
+            "random",
+            "--max_trials",
+            "2",
+            "--max_epochs",
+            "1",
+            "--tuning_dir",
+            str(tmp_path),
+            "--data_dir",
+            str(data_dir),
+            *TINY,
+            "--model_type",
+            "attn_sex",
+        ]
+    )
     saved = json.loads((tmp_path / "best_hyperparameters.json").read_text())
-    assert saved["trials"] == 2 and set(saved["best_hyperparameters"]) == {"dropout_rate", "dense_units", "gender_units", "loss_type", "lr"}
+    assert saved["trials"] == 2 and set(saved["best_hyperparameters"]) == {
+        "dropout_rate",
+        "dense_units",
+        "gender_units",
+        "loss_type",
+        "lr",
+    }
     train_std = pd.read_csv(data_dir / phantom.TRAIN_CSV)["boneage"].std()
     assert saved["best_val_mae_months"] == pytest.approx(saved["best_val_mae_z"] * train_std, rel=1e-6)
     assert summary["best_val_mae_z"] == saved["best_val_mae_z"] > 0

@@ -24,9 +24,18 @@ def test_the_cpu_preset_is_the_default_and_the_command_line_gives_the_same_confi
 
 def test_presets_hold_the_original_and_the_cpu_settings():
     cpu, original = BoneAgeConfig(), BoneAgeConfig.from_preset("original")
-    assert (cpu.backbone, cpu.img_size, cpu.epochs_frozen, cpu.epochs_finetune, cpu.bn_momentum) == ("mobilenet_v2", 96, 0, 24, 0.9)
+    assert (cpu.backbone, cpu.img_size, cpu.epochs_frozen, cpu.epochs_finetune, cpu.bn_momentum) == (
+        "mobilenet_v2",
+        96,
+        0,
+        24,
+        0.9,
+    )
     assert (original.model_type, original.use_tta, original.bn_momentum, original.output_dir) == (
-        "baseline", False, None, "runs/boneage_original"
+        "baseline",
+        False,
+        None,
+        "runs/boneage_original",
     )
     assert set(PRESETS) == {"cpu", "original"}
 

@@ -15,8 +15,7 @@ from training.boneage import phantom
 from training.boneage.make_phantom import main
 
 SMALL = dict(n_train=12, n_val=6, n_test=6, img_size=64)
-SPLIT_DIRS = {"train": "boneage-training-dataset", "val": "Bone Age Validation Set",
-              "test": "Bone Age Test Set"}
+SPLIT_DIRS = {"train": "boneage-training-dataset", "val": "Bone Age Validation Set", "test": "Bone Age Test Set"}
 
 
 def _tree(root):
@@ -62,11 +61,11 @@ def _radius_plate_depth(age, male):
     starts, ends = edges[::2], edges[1::2]
     widest = np.argmax(ends - starts)
     column = (starts[widest] + ends[widest]) // 2
-    profile = image[::-1, column - 1:column + 2].mean(axis=1)
+    profile = image[::-1, column - 1 : column + 2].mean(axis=1)
     site = np.flatnonzero(mask[::-1, column] > 0)
     run = site[: np.argmax(np.diff(np.r_[site, site[-1] + 2]) > 1) + 1]
     p = profile[run]
-    return max(min(p[:i].max(), p[i + 1:].max()) - p[i] for i in range(1, len(p) - 1))
+    return max(min(p[:i].max(), p[i + 1 :].max()) - p[i] for i in range(1, len(p) - 1))
 
 
 def test_same_arguments_give_identical_bytes_and_seed_matters(tmp_path, dataset):
@@ -114,7 +113,7 @@ def test_split_csvs_follow_the_rsna_layout(dataset):
 def test_images_and_masks_are_8bit_square_and_binary(dataset):
     out, _ = dataset
     truth = pd.read_csv(out / "phantom_truth.csv")
-    for image_id, split in zip(truth["id"], truth["split"]):
+    for image_id, split in zip(truth["id"], truth["split"], strict=False):
         image = Image.open(out / SPLIT_DIRS[split] / f"{image_id}.png")
         mask = Image.open(out / "masks" / f"{image_id}.png")
         assert image.mode == "L" and image.size == (64, 64)
@@ -257,8 +256,9 @@ def test_cli_refuses_existing_dataset_without_overwrite(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["cli"]
 
 
-@pytest.mark.parametrize("flag, value", [("--n_train", "0"), ("--n_val", "-3"), ("--n_test", "x"),
-                                         ("--img_size", "32"), ("--seed", "-1")])
+@pytest.mark.parametrize(
+    "flag, value", [("--n_train", "0"), ("--n_val", "-3"), ("--n_test", "x"), ("--img_size", "32"), ("--seed", "-1")]
+)
 def test_cli_rejects_bad_arguments(tmp_path, capsys, flag, value):
     with pytest.raises(SystemExit) as exc:
         main(["--out", str(tmp_path / "bad"), flag, value])

@@ -92,7 +92,9 @@ def test_label_noise_has_the_requested_spread(tmp_path):
         if i == 0:
             Image.new("L", (8, 8)).save(path)
         rows.append({"id": str(i), "path": str(tmp_path / "0.png"), "boneage": 100.0, "male": 1.0})
-    noisy = collect(make_dataset(pd.DataFrame(rows), 8, 64, 100.0, 10.0, training=True, label_noise_std=0.05, seed=0))[2]
+    noisy = collect(make_dataset(pd.DataFrame(rows), 8, 64, 100.0, 10.0, training=True, label_noise_std=0.05, seed=0))[
+        2
+    ]
     assert noisy.mean() == pytest.approx(0.0, abs=0.01)
     assert noisy.std() == pytest.approx(0.05, rel=0.15)
 

@@ -45,7 +45,9 @@ def test_every_layout_gives_the_same_schema(folder, text, layout):
 
 def test_custom_columns(folder):
     path = write(folder, "patient,age_m,sex,file\np1,50,F,3.png\n")
-    table, _ = read_table(path, folder, layout="custom", id_column="patient", age_column="age_m", sex_column="sex", filename_column="file")
+    table, _ = read_table(
+        path, folder, layout="custom", id_column="patient", age_column="age_m", sex_column="sex", filename_column="file"
+    )
     assert table.iloc[0].tolist() == ["p1", str(folder / "3.png"), 50.0, 0.0]
 
 
@@ -77,7 +79,12 @@ def test_skipping_counts_every_problem(folder):
     table, report = read_table(path, folder, on_error="skip")
     assert table["id"].tolist() == ["1"]
     assert report.skipped == {"missing age": [3], "unknown sex": [4], "missing image": [5], "unreadable image": [6]}
-    assert report.as_dict()["skipped"] == {"missing age": 1, "unknown sex": 1, "missing image": 1, "unreadable image": 1}
+    assert report.as_dict()["skipped"] == {
+        "missing age": 1,
+        "unknown sex": 1,
+        "missing image": 1,
+        "unreadable image": 1,
+    }
 
 
 def test_missing_columns_and_unknown_layout(folder):
@@ -99,6 +106,8 @@ def test_unlabelled_sets_and_default_sex(folder):
 
 
 def test_parse_sex_codes():
-    assert [parse_sex(code) for code in ("M", "male", "True", "1", True, "F", "Female", "false", "0", 0)] == [1.0] * 5 + [0.0] * 5
+    assert [parse_sex(code) for code in ("M", "male", "True", "1", True, "F", "Female", "false", "0", 0)] == [
+        1.0
+    ] * 5 + [0.0] * 5
     with pytest.raises(DataError, match="unknown sex code 'unknown'"):
         parse_sex("unknown")
