@@ -96,6 +96,13 @@ class RunDirectory:
         ignored = set(resume_independent)
         self.config = _plain({key: value for key, value in dict(config).items() if key not in ignored})
         self.resumed = False
+        self._ignored = ignored
+        if not self._open(overwrite):  # another process created the folder meanwhile: look again
+            self._open(overwrite)
+
+    def _open(self, overwrite):
+        """Resume, replace or create the run; False if the folder appeared while it was being created."""
+        ignored = self._ignored
         manifest_path = self.path / MANIFEST
         if self.path.exists() and not self.path.is_dir():
             raise RunDirectoryError(f"{self.path} exists and is not a folder; choose another output folder.")
@@ -111,7 +118,7 @@ class RunDirectory:
             if not previous["finished"] and not changed:
                 self._manifest = previous
                 self.resumed = True
-                return
+                return True
             if not overwrite:
                 if previous["finished"]:
                     raise RunDirectoryError(
@@ -150,25 +157,26 @@ class RunDirectory:
         }
         if self.path.exists():
             self._save()
-        else:
-            self._create_with_manifest()
+            return True
+        return self._create_with_manifest()
 
     def _create_with_manifest(self):
         """Create the run folder with its manifest already inside (staged beside it, then renamed).
 
         A parent run (process 0 of a multi-process run) opening the parent folder at the same
-        moment thus never sees this folder without its manifest.
+        moment thus never sees this folder without its manifest. Returns False, creating nothing,
+        when another process created a non-empty folder at this path in the meantime (for example
+        a worker's ``process_1/`` inside it).
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}{_STAGING_MARK}", dir=self.path.parent))
         write_json(staging / MANIFEST, self._manifest)
         try:
             os.rename(staging, self.path)
-        except OSError:  # another process created a non-empty folder here in the meantime
+        except OSError:
             shutil.rmtree(staging)
-            raise RunDirectoryError(
-                f"{self.path} was created by another process while this run started; start it again."
-            ) from None
+            return False
+        return True
 
     @property
     def finished(self):

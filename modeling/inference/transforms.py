@@ -102,8 +102,17 @@ class Rotation(ViewTransform):
         return geometry.affine_matrix(shape, rotation=angles)
 
 
+class _FractionTransform(ViewTransform):
+    """A transform whose one setting is ``max_fraction`` in [0, 1)."""
+
+    def __init__(self, max_fraction=0.05):
+        if not 0 <= max_fraction < 1:
+            raise ValueError(f"`max_fraction` must be in [0, 1); got {max_fraction!r}.")
+        self._config = {"max_fraction": float(max_fraction)}
+
+
 @keras.saving.register_keras_serializable(package="medfusion")
-class Shift(ViewTransform):
+class Shift(_FractionTransform):
     """Translate each view by up to ``max_fraction`` of its size along each axis.
 
     Args:
@@ -115,18 +124,13 @@ class Shift(ViewTransform):
     (2, 3, 3)
     """
 
-    def __init__(self, max_fraction=0.05):
-        if not 0 <= max_fraction < 1:
-            raise ValueError(f"`max_fraction` must be in [0, 1); got {max_fraction!r}.")
-        self._config = {"max_fraction": float(max_fraction)}
-
     def matrices(self, rng, n, *shape):
         shifts = rng.uniform(-1.0, 1.0, (n, len(shape))) * self._config["max_fraction"]  # x, y[, z]
         return geometry.affine_matrix(shape, shift=-shifts * np.array(shape[::-1], "float64"))
 
 
 @keras.saving.register_keras_serializable(package="medfusion")
-class Zoom(ViewTransform):
+class Zoom(_FractionTransform):
     """Scale each view about the centre by a factor drawn from [1 - max_fraction, 1 + max_fraction].
 
     Args:
@@ -137,11 +141,6 @@ class Zoom(ViewTransform):
     >>> Zoom(0.1).matrices(np.random.default_rng(0), 2, 32, 32).shape
     (2, 3, 3)
     """
-
-    def __init__(self, max_fraction=0.05):
-        if not 0 <= max_fraction < 1:
-            raise ValueError(f"`max_fraction` must be in [0, 1); got {max_fraction!r}.")
-        self._config = {"max_fraction": float(max_fraction)}
 
     def matrices(self, rng, n, *shape):
         factors = 1.0 + rng.uniform(-1.0, 1.0, n) * self._config["max_fraction"]

@@ -269,6 +269,24 @@ def test_a_new_run_folder_appears_with_its_manifest_and_a_staging_one_is_not_for
     assert tree(tmp_path) == {MANIFEST, "process_1/", f"process_1/{MANIFEST}"}
 
 
+def test_a_run_folder_created_meanwhile_by_a_worker_is_used(tmp_path, monkeypatch):
+    """Process 0 finds no folder; process 1 creates it (with process_1/ inside) before process 0's rename."""
+    real_rename = os.rename
+    calls = []
+
+    def rename(source, destination):
+        if not calls:
+            calls.append(destination)
+            open_run(Path(destination) / "process_1")  # uses the real rename: the folder now exists
+            return real_rename(source, destination)  # fails: the folder is not empty
+        return real_rename(source, destination)
+
+    monkeypatch.setattr(os, "rename", rename)
+    chief = open_run(tmp_path / "run")
+    assert not chief.resumed and manifest(tmp_path / "run")["command"] == COMMAND
+    assert tree(tmp_path) == {"run/", f"run/{MANIFEST}", "run/process_1/", f"run/process_1/{MANIFEST}"}
+
+
 def test_another_commands_run_is_refused_even_with_overwrite(tmp_path):
     other = RunDirectory(tmp_path, "tune-boneage", {"trials": 3})
     other.file("tuner.json").write_text("{}")
