@@ -213,8 +213,12 @@ def test_a_run_killed_after_training_only_re_evaluates(data_dir, tmp_path, monke
     first = train_boneage.run(argv)
     assert "Phase 2 already finished" in capsys.readouterr().out
     assert first["epochs_trained"] == 2
-    second = train_boneage.run([*argv, "--overwrite"])  # trains again from scratch, same seed
-    assert second["test_mae_months"] == pytest.approx(first["test_mae_months"], rel=1e-6)
+    manifest = json.loads((tmp_path / "run" / "run_manifest.json").read_text())
+    assert manifest["finished"] and {"results.json", "best.keras", "predictions_test.csv"} <= set(manifest["files"])
+    again = evaluate.evaluate(
+        tmp_path / "run" / "best.keras", data_dir / phantom.TEST_CSV, output_dir=tmp_path / "eval"
+    )
+    assert again["test_mae_months"] == pytest.approx(first["test_mae_months"], rel=1e-5)
 
 
 def test_an_unfinished_run_with_other_settings_is_refused_then_restarted_with_overwrite(
