@@ -6,11 +6,11 @@ listed fastest axis first, ``(x, y)`` = (column, row) and ``(x, y, z)`` = (colum
 as `keras.ops.image.affine_transform` reads them; spatial shapes are given in array order,
 ``(H, W)`` or ``(D, H, W)``.
 
-Every function runs unchanged on NumPy arrays (matrices in float64) and on TensorFlow tensors,
-eagerly or inside `tf.data` on any Keras backend: the matrix arithmetic uses the array's own
-library (`numpy` or `tensorflow`, which share the few names needed here), and the resampling
-uses `keras.ops` for NumPy and backend arrays, but Keras' TensorFlow backend for TF tensors,
-which is what Keras' own preprocessing layers run inside `tf.data` under JAX too.
+Every function computes with an `ArrayLibrary`: by default NumPy for the matrix arithmetic
+(float64) and `keras.ops` for resampling, so it runs on every backend. A caller with other arrays
+passes its own library with the same few names; the `tf.data` augmentation
+(`training.data.augmentation.TF_LIBRARY`) passes TensorFlow, so it also runs inside `tf.data`
+when the Keras backend is JAX.
 
 * `affine_matrix`: flip, rotation, scale and shift about the centre, in one matrix per sample.
 * `compose`, `invert`, `rescale` (the same warp on a resized grid), `as_vectors` / `as_matrices`.
@@ -18,6 +18,7 @@ which is what Keras' own preprocessing layers run inside `tf.data` under JAX too
   0.5 threshold for binary masks).
 """
 
+import dataclasses
 import functools
 
 import keras
@@ -26,7 +27,31 @@ import numpy as np
 INTERPOLATIONS = ("nearest", "bilinear")
 
 
-def affine_matrix(shape, flip=None, rotation=None, scale=None, shift=None):
+@dataclasses.dataclass(frozen=True)
+class ArrayLibrary:
+    """What the geometry computes with.
+
+    Args:
+        xp: matrix arithmetic with NumPy's names (``stack``, ``where``, ``matmul``, ``reshape``,
+            ``concat``, ``linalg.inv``, ``cos``, ...): `numpy`, or `tensorflow`.
+        ops: resampling with `keras.ops`' names (``image.affine_transform``,
+            ``image.map_coordinates``, ``numpy.stack``, ``cast``).
+        batch_map: ``batch_map(function, elements)`` over the batch axis.
+    """
+
+    xp: object
+    ops: object
+    batch_map: object
+
+
+def default_library():
+    """NumPy matrices and `keras.ops` resampling (mapped with ``ops.map`` on TensorFlow, where it
+    measured 2-3x faster than ``vectorized_map`` for volumes)."""
+    batch_map = keras.ops.map if keras.backend.backend() == "tensorflow" else keras.ops.vectorized_map
+    return ArrayLibrary(np, keras.ops, batch_map)
+
+
+def affine_matrix(shape, flip=None, rotation=None, scale=None, shift=None, library=None):
     """Output-to-input matrices of warps about the centre of a grid of spatial size ``shape``.
 
     With ``c`` the centre, ``S`` the diagonal of flip signs times scales and ``R`` the rotation:
@@ -43,7 +68,7 @@ def affine_matrix(shape, flip=None, rotation=None, scale=None, shift=None):
         shift: ``(n, k)`` per axis, in pixels, added to the input coordinates.
 
     Returns:
-        ``(n, k + 1, k + 1)``: float64 for NumPy parameters, the parameters' dtype for TF tensors.
+        ``(n, k + 1, k + 1)``: float64 for NumPy parameters, the parameters' dtype with another library.
 
     Example:
 
@@ -53,7 +78,7 @@ def affine_matrix(shape, flip=None, rotation=None, scale=None, shift=None):
     [[0.0, -1.0, 4.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
     """
     rank = _spatial_rank(len(shape))
-    xp = _namespace(flip, rotation, scale, shift)
+    xp = (library or default_library()).xp
     if xp is np:
         flip = None if flip is None else np.asarray(flip, bool)
         rotation, scale, shift = (None if p is None else np.asarray(p, "float64") for p in (rotation, scale, shift))
@@ -80,7 +105,7 @@ def affine_matrix(shape, flip=None, rotation=None, scale=None, shift=None):
     return xp.stack([xp.stack([entry + zeros for entry in row], axis=-1) for row in rows], axis=-2)
 
 
-def compose(*matrices):
+def compose(*matrices, library=None):
     """The warp equal to warping by the first matrix, then the second, ...: their product.
 
     Args:
@@ -94,10 +119,10 @@ def compose(*matrices):
     """
     if not matrices:
         raise ValueError("compose needs at least one matrix.")
-    return functools.reduce(_namespace(*matrices).matmul, matrices)
+    return functools.reduce((library or default_library()).xp.matmul, matrices)
 
 
-def invert(matrices):
+def invert(matrices, library=None):
     """The inverse warps: ``compose(m, invert(m))`` is the identity.
 
     Args:
@@ -109,7 +134,7 @@ def invert(matrices):
     >>> bool(np.allclose(compose(m, invert(m)), np.eye(3)))
     True
     """
-    return _namespace(matrices).linalg.inv(matrices)
+    return (library or default_library()).xp.linalg.inv(matrices)
 
 
 def rescale(matrices, shape, new_shape):
@@ -138,7 +163,7 @@ def rescale(matrices, shape, new_shape):
     return compose(to_new.astype(dtype), matrices, to_old.astype(dtype))
 
 
-def as_vectors(matrices):
+def as_vectors(matrices, library=None):
     """Matrices flattened without their last entry: ``(n, 8)`` for images, the form of
     `keras.ops.image.affine_transform`, or ``(n, 15)`` for volumes.
 
@@ -151,10 +176,10 @@ def as_vectors(matrices):
     [[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]]
     """
     size = int(matrices.shape[-1])
-    return _namespace(matrices).reshape(matrices, (-1, size * size))[:, :-1]
+    return (library or default_library()).xp.reshape(matrices, (-1, size * size))[:, :-1]
 
 
-def as_matrices(vectors):
+def as_matrices(vectors, library=None):
     """The inverse of `as_vectors`: ``(n, 8)`` -> ``(n, 3, 3)``, ``(n, 15)`` -> ``(n, 4, 4)``.
 
     Args:
@@ -168,12 +193,12 @@ def as_matrices(vectors):
     length = int(vectors.shape[-1])
     if length not in (8, 15):
         raise ValueError(f"Expected vectors of 8 (images) or 15 (volumes) numbers; got {length}.")
-    xp = _namespace(vectors)
+    xp = (library or default_library()).xp
     size = 3 if length == 8 else 4
     return xp.reshape(xp.concat([vectors, xp.ones_like(vectors[:, :1])], 1), (-1, size, size))
 
 
-def warp(images, matrices, interpolation="bilinear", fill_mode="nearest", fill_value=0.0):
+def warp(images, matrices, interpolation="bilinear", fill_mode="nearest", fill_value=0.0, library=None):
     """Resample each image or volume: the output at ``p`` is the input at ``matrices[b] @ p``.
 
     Images go through `affine_transform`, volumes through `map_coordinates` (one call per
@@ -189,7 +214,7 @@ def warp(images, matrices, interpolation="bilinear", fill_mode="nearest", fill_v
         fill_value: the value for ``fill_mode="constant"``.
 
     Returns:
-        The warped batch: a TF tensor for TF input, else a tensor of the Keras backend.
+        The warped batch, a tensor of ``library.ops`` (the Keras backend's by default).
 
     Example:
 
@@ -201,15 +226,17 @@ def warp(images, matrices, interpolation="bilinear", fill_mode="nearest", fill_v
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"`interpolation` must be one of {INTERPOLATIONS}; got {interpolation!r}.")
     rank = _spatial_rank(len(images.shape) - 2)
-    kernels, batch_map = _kernels(images, matrices)
+    library = library or default_library()
+    kernels = library.ops
     if rank == 2:
-        return kernels.image.affine_transform(images, as_vectors(matrices), interpolation, fill_mode, fill_value)
+        vectors = as_vectors(matrices, library)
+        return kernels.image.affine_transform(images, vectors, interpolation, fill_mode, fill_value)
     depth, height, width, channels = images.shape[1:]
     if None in (depth, height, width, channels):
         raise ValueError(f"Volumes need a static depth, height, width and channels; got {images.shape}.")
     z, y, x = np.meshgrid(np.arange(depth), np.arange(height), np.arange(width), indexing="ij")
     grid = np.stack([x, y, z, np.ones_like(x)]).reshape(4, -1).astype(_numpy_dtype(matrices))
-    xp = _namespace(matrices)
+    xp = library.xp
     coordinates = xp.reshape(xp.matmul(matrices, grid)[:, 2::-1], (-1, 3, depth, height, width))  # rows z, y, x
     order = INTERPOLATIONS.index(interpolation)
 
@@ -223,10 +250,10 @@ def warp(images, matrices, interpolation="bilinear", fill_mode="nearest", fill_v
             axis=-1,
         )
 
-    return batch_map(one_volume, (images, coordinates))
+    return library.batch_map(one_volume, (images, coordinates))
 
 
-def warp_mask(masks, matrices, interpolation="nearest", fill_mode="nearest"):
+def warp_mask(masks, matrices, interpolation="nearest", fill_mode="nearest", library=None):
     """Warp masks like `warp` warps their images, keeping them masks (same dtype, no new labels).
 
     "nearest" copies the nearest input label: right for label maps with any number of classes.
@@ -246,9 +273,9 @@ def warp_mask(masks, matrices, interpolation="nearest", fill_mode="nearest"):
     >>> keras.ops.convert_to_numpy(warp_mask(mask, flip))[0, :, :, 0].tolist()
     [[2, 1, 0]]
     """
-    kernels, _ = _kernels(masks, matrices)
-    warped = warp(kernels.cast(masks, "float32"), matrices, interpolation, fill_mode)
-    return kernels.cast(warped if interpolation == "nearest" else warped >= 0.5, masks.dtype)
+    library = library or default_library()
+    warped = warp(library.ops.cast(masks, "float32"), matrices, interpolation, fill_mode, library=library)
+    return library.ops.cast(warped if interpolation == "nearest" else warped >= 0.5, masks.dtype)
 
 
 def _spatial_rank(rank):
@@ -294,31 +321,6 @@ def _plane_rotation(angle, axis, rank, xp):
 def _product(left, right):
     size = len(left)
     return [[sum(left[i][k] * right[k][j] for k in range(size)) for j in range(size)] for i in range(size)]
-
-
-def _is_tf(array):
-    return type(array).__module__.startswith("tensorflow")
-
-
-def _namespace(*arrays):
-    """`tensorflow` when any of the arrays is a TF tensor, else `numpy`."""
-    if any(_is_tf(array) for array in arrays):
-        import tensorflow as tf
-
-        return tf
-    return np
-
-
-def _kernels(*arrays):
-    """The image ops and the map over a batch: Keras' TensorFlow backend and `tf.map_fn` for TF
-    tensors (graph-safe inside tf.data on any backend) or on the TF backend (where `keras.ops`
-    is that backend; `tf.map_fn` measured 2-3x faster than `tf.vectorized_map` here), else
-    `keras.ops` and `vectorized_map`."""
-    if keras.backend.backend() == "tensorflow" or any(_is_tf(array) for array in arrays):
-        from keras.src.backend import tensorflow as tensorflow_backend
-
-        return tensorflow_backend, tensorflow_backend.core.map
-    return keras.ops, keras.ops.vectorized_map
 
 
 def _numpy_dtype(array):

@@ -15,6 +15,7 @@ from modeling.geometry import (
     warp,
     warp_mask,
 )
+from training.data.augmentation import TF_LIBRARY
 
 pytestmark = pytest.mark.multibackend
 
@@ -110,7 +111,8 @@ def test_inverse_composes_to_identity(shape):
     np.testing.assert_allclose(compose(matrices, invert(matrices)), identity, atol=1e-12)
     np.testing.assert_allclose(compose(invert(matrices), matrices), identity, atol=1e-12)
     as_tf = tf.constant(matrices, tf.float32)
-    np.testing.assert_allclose(compose(as_tf, invert(as_tf)).numpy(), identity, atol=1e-5)
+    tf_inverse = invert(as_tf, library=TF_LIBRARY)
+    np.testing.assert_allclose(compose(as_tf, tf_inverse, library=TF_LIBRARY).numpy(), identity, atol=1e-5)
 
 
 def test_numpy_and_tensorflow_build_the_same_matrices():
@@ -123,7 +125,7 @@ def test_numpy_and_tensorflow_build_the_same_matrices():
     )
     expected = affine_matrix((4, 6, 8), **parts)
     tensors = {name: tf.constant(value if name == "flip" else value.astype("float32")) for name, value in parts.items()}
-    np.testing.assert_allclose(affine_matrix((4, 6, 8), **tensors).numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(affine_matrix((4, 6, 8), **tensors, library=TF_LIBRARY).numpy(), expected, atol=1e-5)
 
 
 def test_rescale_expresses_a_warp_on_a_resized_grid():
@@ -206,8 +208,10 @@ def test_warps_run_inside_tf_data_as_on_numpy():
 
         def augment(images, masks, parts):
             sizes = tf.unstack(tf.cast(tf.shape(images)[1:-1], tf.float32))
-            matrices = affine_matrix(sizes, **parts)
-            return warp(images, matrices), warp_mask(masks, matrices, "bilinear")
+            matrices = affine_matrix(sizes, **parts, library=TF_LIBRARY)
+            return warp(images, matrices, library=TF_LIBRARY), warp_mask(
+                masks, matrices, "bilinear", library=TF_LIBRARY
+            )
 
         dataset = tf.data.Dataset.from_tensors((images, masks, parts)).map(augment)
         assert dataset.element_spec[0].shape.as_list() == [3, *shape, 2]
@@ -228,6 +232,8 @@ def test_bad_arguments_fail():
         affine_matrix((4, 4, 4), shift=np.zeros((1, 2)))
     with pytest.raises(ValueError, match="interpolation"):
         warp(np.zeros((1, 4, 4, 1), "float32"), np.eye(3)[None], interpolation="cubic")
-    unknown_depth = tf.function(lambda v: warp(v, tf.eye(4)[None]), input_signature=[tf.TensorSpec((1, None, 4, 4, 1))])
+    unknown_depth = tf.function(
+        lambda v: warp(v, tf.eye(4)[None], library=TF_LIBRARY), input_signature=[tf.TensorSpec((1, None, 4, 4, 1))]
+    )
     with pytest.raises(ValueError, match="static depth"):
         unknown_depth.get_concrete_function()

@@ -8,7 +8,14 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+# Keras' TensorFlow backend ops, importable under any Keras backend: what Keras' own preprocessing
+# layers run inside `tf.data` (there is no public name for them).
+from keras.src.backend import tensorflow as tensorflow_backend
+
 from modeling import geometry
+
+# The geometry's arrays inside `tf.data`: TensorFlow tensors, whatever the Keras backend.
+TF_LIBRARY = geometry.ArrayLibrary(tf, tensorflow_backend, tensorflow_backend.core.map)
 
 # Columns of the uniform draws in [-1, 1] per sample. Images use the first 8 (the original's layout);
 # volumes add zoom and shift along z and the angles about x and y.
@@ -86,9 +93,9 @@ class Augmentation:
         )
         if self.geometric:
             matrices = self._matrices(draws, shape)
-            images = geometry.warp(images, matrices)
+            images = geometry.warp(images, matrices, library=TF_LIBRARY)
             if masks is not None:
-                masks = geometry.warp_mask(masks, matrices, self.mask_interpolation)
+                masks = geometry.warp_mask(masks, matrices, self.mask_interpolation, library=TF_LIBRARY)
         per_sample = (-1,) + (1,) * (rank - 1)
         if self.brightness:
             images = images + tf.reshape(draws[:, _BRIGHTNESS] * self.brightness * 255.0, per_sample)
@@ -110,4 +117,4 @@ class Augmentation:
             angle = draws[:, _ANGLE] * radians
         zoom = 1.0 + tf.gather(draws, _ZOOM[:axes], axis=1) * self.zoom
         shift = tf.gather(draws, _SHIFT[:axes], axis=1) * self.shift * tf.stack(shape[::-1])  # x, y[, z]
-        return geometry.affine_matrix(shape, flip=flip, rotation=angle, scale=zoom, shift=shift)
+        return geometry.affine_matrix(shape, flip=flip, rotation=angle, scale=zoom, shift=shift, library=TF_LIBRARY)
