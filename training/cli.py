@@ -11,6 +11,7 @@ import contextlib
 
 from training.console import VERBOSE_FLAG
 from training.data.tables import DataError
+from training.distribution import DISTRIBUTE_CHOICES
 from training.run_directory import RunDirectoryError
 
 
@@ -26,6 +27,28 @@ def add_preset_and_verbose_arguments(parser, presets):
     parser.add_argument(
         VERBOSE_FLAG, action="store_true", help="also show the backend's start-up and log messages (hidden by default)"
     )
+
+
+def add_scale_out_arguments(parser):
+    """The scale-out flags every training command shares, in a "scale and speed" group.
+
+    ``--distribute``, ``--coordinator``, ``--num_processes``, ``--process_id``, ``--mixed_precision``
+    and ``--jit_compile``; `training.distribution` turns them into an engine and a dtype policy.
+    """
+    scale = parser.add_argument_group("scale and speed")
+    scale.add_argument(
+        "--distribute",
+        choices=DISTRIBUTE_CHOICES,
+        help="mirrored: tf.distribute.MirroredStrategy over local devices (TensorFlow); "
+        "data_parallel: keras.distribution.DataParallel over every device of every process (JAX)",
+    )
+    scale.add_argument("--coordinator", help="data_parallel with several processes: HOST:PORT of process 0")
+    scale.add_argument("--num_processes", type=int, help="data_parallel: processes taking part (same flags)")
+    scale.add_argument("--process_id", type=int, help="data_parallel: this process's index; 0 evaluates and reports")
+    scale.add_argument(
+        "--mixed_precision", action="store_true", help="bfloat16 on CPU, float16 on GPU; float32 outputs and losses"
+    )
+    scale.add_argument("--jit_compile", choices=("auto", "on", "off"), help="XLA compilation of the train step")
 
 
 def annotate_presets(parser, preset_values):

@@ -1,38 +1,39 @@
 """Every registered model of every system: builds, learns in one step, round-trips through `.keras`.
 
-Each system gives here the keyword arguments of a tiny build of its models and, per model, the
-trainable weights that get no gradient by design (with the reason). A model registered without
-an entry fails `test_every_system_has_a_tiny_configuration`, so new systems cannot skip the checks.
+Each system has a module ``tests/modeling/<system>/tiny.py`` with ``build(name)`` (a tiny, compiled
+build of the model), ``NO_GRADIENT`` (per model, the trainable weights that get no gradient by
+design, with the reason) and optionally ``batch(model, size, seed)`` (inputs and targets when random
+z-scores do not fit the model's outputs). A system without the module fails
+`test_every_system_has_a_tiny_configuration`, so new systems cannot skip the checks.
 """
+
+import importlib
 
 import numpy as np
 import pytest
 
-from modeling import create_model, get_builder, list_models, list_systems
-from tests.checkers import assert_one_training_step_learns, run_model_saving_test, tiny_backbone
+from modeling import create_model, list_models, list_systems
+from tests.checkers import assert_one_training_step_learns, run_model_saving_test
 
 pytestmark = pytest.mark.multibackend
 
 
-def _boneage_kwargs(name):
-    kwargs = dict(img_dims=(64, 64, 3), backbone=tiny_backbone, weights=None, dropout_rate=0.5, dense_units=16)
-    if "gender_units" in get_builder(name).__code__.co_varnames:
-        kwargs["gender_units"] = 8
-    return kwargs
-
-
-TINY_KWARGS = {"boneage": _boneage_kwargs}
-# name -> (weight path prefixes that never receive a gradient, why)
-NO_GRADIENT = {
-    "boneage/attn_sex_improved": (
-        ("cross_attention_mha/query", "cross_attention_mha/key"),
-        "MultiHeadAttention over a single key token: the softmax weight is always 1 (original design)",
-    ),
-}
+def system_checks(name):
+    """The ``tests.modeling.<system>.tiny`` module of a model name."""
+    return importlib.import_module(f"tests.modeling.{name.split('/', 1)[0]}.tiny")
 
 
 def tiny_model(name):
-    return create_model(name, **TINY_KWARGS[name.split("/", 1)[0]](name))
+    return system_checks(name).build(name)
+
+
+def no_gradient(name):
+    return system_checks(name).NO_GRADIENT.get(name, ((), None))[0]
+
+
+def tiny_batch(model, name, size=5, seed=0):
+    make_batch = getattr(system_checks(name), "batch", random_batch)
+    return make_batch(model, size=size, seed=seed)
 
 
 def random_batch(model, size=5, seed=0):
@@ -46,9 +47,11 @@ def random_batch(model, size=5, seed=0):
     return (inputs[0] if len(inputs) == 1 else inputs), (targets[0] if len(targets) == 1 else targets)
 
 
-def test_every_system_has_a_tiny_configuration():
-    assert set(list_systems()) <= set(TINY_KWARGS)
-    assert set(NO_GRADIENT) <= set(list_models())
+@pytest.mark.parametrize("system", list_systems())
+def test_every_system_has_a_tiny_configuration(system):
+    checks = importlib.import_module(f"tests.modeling.{system}.tiny")
+    assert callable(checks.build)
+    assert set(checks.NO_GRADIENT) <= set(list_models(system))
 
 
 def test_names_are_namespaced_and_unknown_names_list_the_known_ones():
@@ -69,16 +72,15 @@ def test_names_are_namespaced_and_unknown_names_list_the_known_ones():
 @pytest.mark.parametrize("name", list_models())
 def test_one_training_step_changes_every_trainable_weight(name):
     model = tiny_model(name)
-    inputs, targets = random_batch(model)
-    unchanged, _reason = NO_GRADIENT.get(name, ((), None))
-    logs = assert_one_training_step_learns(model, inputs, targets, unchanged=unchanged)
+    inputs, targets = tiny_batch(model, name)
+    logs = assert_one_training_step_learns(model, inputs, targets, unchanged=no_gradient(name))
     assert np.isfinite(logs["loss"])
 
 
 @pytest.mark.parametrize("name", list_models())
 def test_keras_round_trip_in_safe_mode_gives_identical_outputs(name, tmp_path):
     model = tiny_model(name)
-    inputs, _ = random_batch(model, seed=3)
+    inputs, _ = tiny_batch(model, name, seed=3)
     reloaded = run_model_saving_test(model, inputs, tmp_path)
     assert [(layer.name, layer.trainable) for layer in reloaded.layers] == [
         (layer.name, layer.trainable) for layer in model.layers

@@ -39,13 +39,14 @@ from training.boneage.pipeline import make_dataset
 from training.cli import (
     ConfigError,
     add_preset_and_verbose_arguments,
+    add_scale_out_arguments,
     annotate_presets,
     exit_on_user_errors,
     parse_config,
 )
 from training.data.augmentation import Augmentation
 from training.data.tables import DataError
-from training.distribution import DISTRIBUTE_CHOICES, dtype_policy, make_distribution, mixed_precision_policy
+from training.distribution import dtype_policy, make_distribution, mixed_precision_policy
 from training.results import write_csv, write_json
 from training.run_directory import RunDirectory
 
@@ -134,20 +135,7 @@ def build_parser():
     evaluation.add_argument("--overwrite", action="store_true", help="replace a finished run in --output_dir")
     evaluation.add_argument("--attention_every", type=int, help="save attention overlays every N epochs")
 
-    scale = parser.add_argument_group("scale and speed")
-    scale.add_argument(
-        "--distribute",
-        choices=DISTRIBUTE_CHOICES,
-        help="mirrored: tf.distribute.MirroredStrategy over local devices (TensorFlow); "
-        "data_parallel: keras.distribution.DataParallel over every device of every process (JAX)",
-    )
-    scale.add_argument("--coordinator", help="data_parallel with several processes: HOST:PORT of process 0")
-    scale.add_argument("--num_processes", type=int, help="data_parallel: processes taking part (same flags)")
-    scale.add_argument("--process_id", type=int, help="data_parallel: this process's index; 0 evaluates and reports")
-    scale.add_argument(
-        "--mixed_precision", action="store_true", help="bfloat16 on CPU, float16 on GPU; float32 outputs and losses"
-    )
-    scale.add_argument("--jit_compile", choices=("auto", "on", "off"), help="XLA compilation of the train step")
+    add_scale_out_arguments(parser)
     annotate_presets(parser, {name: BoneAgeConfig.from_preset(name).to_dict() for name in PRESETS})
     return parser
 

@@ -1,0 +1,1 @@
+"""The implant_dimensions system's models (registered when this package is imported)."""

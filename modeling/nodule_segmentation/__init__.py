@@ -1,0 +1,1 @@
+"""The nodule_segmentation system's models (registered when this package is imported)."""

@@ -1,0 +1,1 @@
+"""The image_text_fusion system's commands, data and evaluation."""

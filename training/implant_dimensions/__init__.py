@@ -1,0 +1,1 @@
+"""The implant_dimensions system's commands, data and evaluation."""

@@ -1,0 +1,1 @@
+"""The nodule_segmentation system's commands, data and evaluation."""

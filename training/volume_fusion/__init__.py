@@ -1,0 +1,1 @@
+"""The volume_fusion system's commands, data and evaluation."""
