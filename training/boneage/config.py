@@ -5,10 +5,11 @@ restores the original scripts' settings. The training command's flags are these 
 """
 
 import dataclasses
+from typing import ClassVar
 
 from callbacks import BackboneFreezer
 from training.cli import ConfigError
-from training.distribution import check_distribute_flags
+from training.config import RunConfig
 
 # The original scripts' defaults (train_advanced_FIXED_enhanced.py) for real data on a GPU: the
 # fields that differ from the CPU preset.
@@ -44,7 +45,7 @@ RESUME_INDEPENDENT = ("overwrite", "output_dir", "attention_every", "use_tta", "
 
 
 @dataclasses.dataclass
-class BoneAgeConfig:
+class BoneAgeConfig(RunConfig):
     """Every setting of a bone-age training run (the flags of ``train-boneage``).
 
     Example:
@@ -56,7 +57,8 @@ class BoneAgeConfig:
     500
     """
 
-    preset: str = "cpu"
+    PRESETS: ClassVar[dict] = PRESETS
+
     # model
     model_type: str = "attn_sex_improved"
     backbone: str = "mobilenet_v2"
@@ -122,31 +124,6 @@ class BoneAgeConfig:
     overwrite: bool = False
     attention_every: int = 5
     verbose: bool = False
-    # scale and speed
-    distribute: str = "none"
-    coordinator: str | None = None
-    num_processes: int = 1
-    process_id: int = 0
-    mixed_precision: bool = False
-    jit_compile: str = "auto"
-
-    @classmethod
-    def from_preset(cls, name="cpu", **overrides):
-        """The preset's settings with ``overrides`` on top.
-
-        Raises:
-            ConfigError: for an unknown preset or field name.
-        """
-        if name not in PRESETS:
-            raise ConfigError(f"Unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
-        unknown = sorted(set(overrides) - {field.name for field in dataclasses.fields(cls)})
-        if unknown:
-            raise ConfigError(f"Unknown setting(s) {unknown} for {cls.__name__}.")
-        return cls(**{"preset": name, **PRESETS[name], **overrides})
-
-    def to_dict(self):
-        """The settings as a plain dict."""
-        return dataclasses.asdict(self)
 
     def validated(self):
         """A checked copy with the derived defaults filled in.
@@ -190,9 +167,7 @@ class BoneAgeConfig:
                 )
         elif config.backbone_lr_multiplier != 1.0:
             raise ConfigError("--backbone_lr_multiplier works with --unfreeze_schedule only")
-        problem = check_distribute_flags(config.distribute, config.coordinator, config.num_processes, config.process_id)
-        if problem:
-            raise ConfigError(problem)
+        config.check_scale_out()
         config.weights = None if str(config.weights).lower() == "none" else config.weights
         return config
 

@@ -199,7 +199,7 @@ def recompile(model, config, learning_rate, target_mean, target_std):
         optimizer=optimizer(learning_rate, 0.9, 0.999, 1e-7, 0.0),
         loss=loss_from_args(config),
         metrics=["mae", MAEMonths(target_mean, target_std)],
-        jit_compile={"auto": "auto", "on": True, "off": False}[config.jit_compile],
+        jit_compile=config.jit_compile_argument,
     )
 
 
