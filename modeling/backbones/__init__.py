@@ -3,7 +3,7 @@
 * `applications`: the original's 15 `keras.applications` names (`BACKBONE_MAP`), `build_backbone`.
 * `submodels`: `find_submodel`, `unfreeze_backbone_layers`, `unfreeze_last_layers`, `weighted_layers`.
 
-3D CNNs and keras-hub transformer backbones arrive with the systems that need them.
+* `hub`: keras-hub backbones (ViT, DeiT, BERT, DistilBERT) by size: offline, local preset or preset name.
 """
 
 from modeling.backbones.applications import (
@@ -14,6 +14,7 @@ from modeling.backbones.applications import (
     build_backbone,
     validate_img_dims,
 )
+from modeling.backbones.hub import BERT_SIZES, HUB_ARCHITECTURES, VIT_SIZES, hub_backbone
 from modeling.backbones.submodels import (
     find_backbone,
     find_submodel,
@@ -23,6 +24,10 @@ from modeling.backbones.submodels import (
 )
 
 __all__ = [
+    "BERT_SIZES",
+    "HUB_ARCHITECTURES",
+    "VIT_SIZES",
+    "hub_backbone",
     "BACKBONE_LAYER_NAME",
     "BACKBONE_MAP",
     "BACKBONE_PREPROCESSING",
