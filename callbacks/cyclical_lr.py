@@ -151,5 +151,14 @@ class CyclicalLearningRate(keras.callbacks.Callback):
         if logs is not None:
             logs["learning_rate"] = float(ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
+    def get_state(self):
+        """The position in the cycle and the history, for `callbacks.TrainingStateBackup`."""
+        return {"iteration": self.iteration, "history": {key: list(values) for key, values in self.history.items()}}
+
+    def set_state(self, state):
+        """Continue from a `get_state` result: the next batch gets the rate of that iteration."""
+        self.iteration = int(state["iteration"])
+        self.history = {key: list(values) for key, values in state["history"].items()}
+
     def get_config(self):
         return self.schedule.get_config()

@@ -122,6 +122,8 @@ class BackboneFreezer(keras.callbacks.Callback):
         self.freeze_batchnorm = bool(freeze_batchnorm)
         self.verbose = verbose
         self.submodel_changes = {plan.prefix: plan.changes for plan in self._plans}
+        self._started = False
+        self._epoch = None
 
     @property
     def changes(self):
@@ -130,7 +132,12 @@ class BackboneFreezer(keras.callbacks.Callback):
             raise AttributeError("This BackboneFreezer has several sub-models; see `submodel_changes`.")
         return self._plans[0].changes
 
+    # `callbacks.TrainingStateBackup` restores the trainable set (and so the optimizer's variables)
+    # before it loads the weights.
+    restore_before_weights = True
+
     def on_train_begin(self, logs=None):
+        self._started = True
         for plan in self._plans:
             plan.start(self.model, self.freeze_batchnorm)
         owners = {}
@@ -146,6 +153,7 @@ class BackboneFreezer(keras.callbacks.Callback):
             self.model.make_train_function(force=True)
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
         before = [id(variable) for variable in self.model.trainable_variables]
         changed = [plan for plan in self._plans if plan.apply(epoch, self.freeze_batchnorm)]
         if [id(variable) for variable in self.model.trainable_variables] == before:
@@ -167,7 +175,28 @@ class BackboneFreezer(keras.callbacks.Callback):
                 logs[f"{plan.prefix}_trainable_weights"] = len(trainable)
                 logs[f"{plan.prefix}_trainable_params"] = sum(int(keras.ops.size(w)) for w in trainable)
 
+    def get_state(self):
+        """The last epoch begun and the changes so far, for `callbacks.TrainingStateBackup`."""
+        changes = {
+            prefix: [list(change) for change in plan_changes] for prefix, plan_changes in self.submodel_changes.items()
+        }
+        return {"epoch": self._epoch, "changes": changes}
+
+    def set_state(self, state):
+        """Make trainable what was trainable at ``state["epoch"]`` and rebuild the optimizer for it.
+
+        Called before the weights (and optimizer variables) of that epoch are loaded, so the
+        optimizer has the variables they were saved with.
+        """
+        if not self._started:
+            self.on_train_begin()
+        if state["epoch"] is not None:
+            self.on_epoch_begin(int(state["epoch"]))
+        for plan in self._plans:
+            plan.changes[:] = [tuple(change) for change in state["changes"][plan.prefix]]
+
     def on_train_end(self, logs=None):
+        self._started = False
         # Leave no wrapper behind: a later fit without this callback trains normally.
         if self.model.optimizer.__dict__.pop("update_step", None) is not None:
             self.model.make_train_function(force=True)

@@ -8,6 +8,8 @@ initializers, dropout rates and weight shapes follow the original exactly, so
 its Keras 2 weight files load with ``model.load_weights(path)``.
 """
 
+import numbers
+
 import keras
 
 from modeling.backbones import build_backbone, validate_img_dims
@@ -63,7 +65,7 @@ def baseline_model(
     >>> model.count_params() - model.get_layer("backbone").count_params()
     641001
     """
-    _check_head_arguments(dropout_rate, dense_units=dense_units)
+    dense_units = _check_head_arguments(dropout_rate, dense_units=dense_units)
     image, features = _image_features(img_dims, backbone, weights, preprocessing=preprocessing)
     x = keras.layers.GlobalAveragePooling2D(name="pooling")(features)
     x = keras.layers.Dropout(dropout_rate, name="image_dropout")(x)
@@ -107,7 +109,7 @@ def sex_model(
     >>> model.output.shape
     (None, 1)
     """
-    _check_head_arguments(dropout_rate, dense_units=dense_units, gender_units=gender_units)
+    dense_units, gender_units = _check_head_arguments(dropout_rate, dense_units=dense_units, gender_units=gender_units)
     image, features = _image_features(img_dims, backbone, weights, preprocessing=preprocessing)
     x = keras.layers.GlobalAveragePooling2D(name="pooling")(features)
     x = keras.layers.Dropout(dropout_rate, name="image_dropout")(x)
@@ -148,7 +150,7 @@ def attn_model(
     >>> model.get_layer("attention_map").output.shape
     (None, 2, 2, 1)
     """
-    _check_head_arguments(dropout_rate, dense_units=dense_units)
+    dense_units = _check_head_arguments(dropout_rate, dense_units=dense_units)
     image, features = _image_features(img_dims, backbone, weights, batch_norm=True, preprocessing=preprocessing)
     x = spatial_attention_pooling(features, ATTENTION_CONVS, kernel_initializer="glorot_uniform")
     x = keras.layers.Dropout(dropout_rate, name="image_dropout")(x)
@@ -191,7 +193,7 @@ def attn_sex_model(
     >>> [tuple(i.shape) for i in model.inputs]
     [(None, 64, 64, 3), (None, 1)]
     """
-    _check_head_arguments(dropout_rate, dense_units=dense_units, gender_units=gender_units)
+    dense_units, gender_units = _check_head_arguments(dropout_rate, dense_units=dense_units, gender_units=gender_units)
     image, features = _image_features(img_dims, backbone, weights, batch_norm=True, preprocessing=preprocessing)
     x = _attention_image_vector(features, ATTENTION_CONVS, dense_units, dropout_rate)
     sex, sex_features = _sex_branch((gender_units,))
@@ -222,7 +224,7 @@ def attn_sex_model_improved(
     (`modeling.blocks.gated_fusion`; gate = layer ``"fusion_gate"``).
     Head: Dense(D, relu) -> Dense(D // 2, relu) -> Dropout(0.4 dr) -> Dense(1).
 
-    Args are those of `sex_model`; ``dense_units`` must be divisible by 4.
+    Args are those of `sex_model`; the 4 attention heads use ``key_dim = dense_units // 4``.
 
     Example:
 
@@ -230,9 +232,7 @@ def attn_sex_model_improved(
     >>> model.get_layer("fusion_gate").output.shape
     (None, 16)
     """
-    _check_head_arguments(dropout_rate, dense_units=dense_units, gender_units=gender_units)
-    if dense_units % 4:
-        raise ValueError(f"`dense_units` must be divisible by the 4 attention heads; got {dense_units}.")
+    dense_units, gender_units = _check_head_arguments(dropout_rate, dense_units=dense_units, gender_units=gender_units)
     image, features = _image_features(img_dims, backbone, weights, batch_norm=True, preprocessing=preprocessing)
     x = _attention_image_vector(features, IMPROVED_ATTENTION_CONVS, dense_units, dropout_rate)
     sex, sex_features = _sex_branch((2 * gender_units, gender_units))
@@ -298,11 +298,14 @@ def _initializer_for(activation):
 
 
 def _check_head_arguments(dropout_rate, **widths):
+    """Check the head's arguments; return the widths as Python ints (NumPy integers are accepted)."""
     if not 0.0 <= dropout_rate < 1.0:
         raise ValueError(f"`dropout_rate` must be in [0, 1); got {dropout_rate!r}.")
     for argument, value in widths.items():
-        if not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"`{argument}` must be a positive integer; got {value!r}.")
+    values = tuple(int(value) for value in widths.values())
+    return values[0] if len(values) == 1 else values
 
 
 def _compile(model, optim, metric, loss):

@@ -3,7 +3,7 @@
 import keras
 
 
-def optimizer(lr, beta_1, beta_2, epsilon, decay):
+def optimizer(lr, beta_1, beta_2, epsilon, decay, clipnorm=1.0, weight_decay=0.0):
     """Adam with per-variable gradient clipping at norm 1.0, as the original built it.
 
     Keras 2's legacy Adam scaled the learning rate by ``1 / (1 + decay * t)``
@@ -15,15 +15,20 @@ def optimizer(lr, beta_1, beta_2, epsilon, decay):
         lr: learning rate.
         beta_1, beta_2, epsilon: Adam's moment decay rates and epsilon.
         decay: legacy inverse-time decay per update; 0 disables it.
+        clipnorm: per-variable gradient norm clipping (the original's 1.0); ``None`` or 0 disables it.
+        weight_decay: decoupled weight decay; above 0 the optimizer is `keras.optimizers.AdamW`
+            (the original parsed ``--weight_decay`` but never used it).
 
     Returns:
-        A `keras.optimizers.Adam` with ``clipnorm=1.0``.
+        A `keras.optimizers.Adam` (``AdamW`` with weight decay) with ``clipnorm=1.0`` by default.
 
     Example:
 
     >>> opt = optimizer(1e-4, 0.9, 0.999, 1e-7, 0.0)
     >>> opt.clipnorm
     1.0
+    >>> type(optimizer(1e-4, 0.9, 0.999, 1e-7, 0.0, clipnorm=None, weight_decay=1e-4)).__name__
+    'AdamW'
     """
     if not lr > 0:
         raise ValueError(f"`lr` must be positive; got {lr!r}.")
@@ -34,9 +39,14 @@ def optimizer(lr, beta_1, beta_2, epsilon, decay):
         learning_rate = keras.optimizers.schedules.InverseTimeDecay(
             initial_learning_rate=lr, decay_steps=1, decay_rate=decay
         )
-    return keras.optimizers.Adam(
-        learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, clipnorm=1.0
+    if weight_decay < 0:
+        raise ValueError(f"`weight_decay` must be >= 0; got {weight_decay!r}.")
+    options = dict(
+        learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, clipnorm=clipnorm or None
     )
+    if weight_decay:
+        return keras.optimizers.AdamW(weight_decay=weight_decay, **options)
+    return keras.optimizers.Adam(**options)
 
 
 def default_optimizer():

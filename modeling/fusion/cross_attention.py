@@ -20,15 +20,16 @@ def cross_attention(query_vector, context_vector, num_heads, name="cross_attenti
     Args:
         query_vector: tensor ``(batch, D)``.
         context_vector: tensor ``(batch, G)``.
-        num_heads: attention heads; ``D`` must be divisible by it.
+        num_heads: attention heads (``D >= num_heads``); each head projects to ``D // num_heads``
+            (the original's ``key_dim``) and the output is projected back to ``D``.
         name: prefix of the layer names.
 
     Returns:
         Tensor ``(batch, D)``.
     """
     width = query_vector.shape[-1]
-    if width % num_heads:
-        raise ValueError(f"Query width {width} is not divisible by num_heads={num_heads}.")
+    if width < num_heads:
+        raise ValueError(f"Query width {width} is smaller than num_heads={num_heads}: key_dim would be 0.")
     query = keras.layers.Reshape((1, width), name=f"{name}_query_token")(query_vector)
     context = keras.layers.Reshape((1, context_vector.shape[-1]), name=f"{name}_context_token")(context_vector)
     context = keras.layers.Dense(width, activation="relu", name=f"{name}_context_projection")(context)

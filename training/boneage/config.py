@@ -19,6 +19,8 @@ ORIGINAL_PRESET = {
     "weights": "imagenet",
     "img_size": 500,
     "batch_size": 64,
+    "batch_size_val": 32,
+    "batch_size_test": 32,
     "lr": 1e-4,
     "dropout_rate": 0.5,
     "dense_units": 500,
@@ -40,6 +42,8 @@ ORIGINAL_PRESET = {
 # The CPU preset is the fields' defaults: it fits in about 10 minutes on 2 CPU cores
 # (MobileNetV2 trained from scratch on 96 px phantoms).
 PRESETS = {"cpu": {}, "original": ORIGINAL_PRESET}
+# Where decoded training and validation images are kept: in memory, in the run folder, or nowhere.
+CACHE_CHOICES = ("memory", "disk", "none")
 # Settings that may change when a killed run is started again: they do not change what is trained.
 RESUME_INDEPENDENT = ("overwrite", "output_dir", "attention_every", "use_tta", "tta_steps", "coordinator", "verbose")
 
@@ -73,6 +77,8 @@ class BoneAgeConfig(RunConfig):
     # training
     lr: float = 1e-3
     batch_size: int = 32
+    batch_size_val: int | None = None
+    batch_size_test: int | None = None
     epochs_frozen: int = 0
     epochs_finetune: int = 24
     fine_tune: bool = True
@@ -91,6 +97,8 @@ class BoneAgeConfig(RunConfig):
     clr_mode: str = "triangular"
     clr_gamma: float = 1.0
     early_stopping_patience: int = 0
+    gradient_clip_norm: float = 1.0
+    weight_decay: float = 0.0
     seed: int = 42
     # data
     data_dir: str | None = None
@@ -109,6 +117,7 @@ class BoneAgeConfig(RunConfig):
     on_bad_rows: str = "raise"
     use_clahe_val_test: bool = False
     interpolation: str = "bilinear"
+    cache: str = "memory"
     label_noise_std: float = 0.0
     mixup_alpha: float = 0.0
     augment: bool = True
@@ -125,6 +134,17 @@ class BoneAgeConfig(RunConfig):
     attention_every: int = 5
     verbose: bool = False
 
+    def split_batch_size(self, split):
+        """The batch size of ``split`` ("train", "val" or "test"): ``batch_size_<split>``, else ``batch_size``.
+
+        Example:
+
+        >>> BoneAgeConfig.from_preset("original").split_batch_size("test")
+        32
+        """
+        size = None if split == "train" else getattr(self, f"batch_size_{split}")
+        return self.batch_size if size is None else size
+
     def validated(self):
         """A checked copy with the derived defaults filled in.
 
@@ -138,6 +158,10 @@ class BoneAgeConfig(RunConfig):
         for name in ("img_size", "batch_size", "dense_units", "gender_units", "tta_steps", "clr_step_size"):
             value = getattr(config, name)
             if value is None or isinstance(value, bool) or int(value) != value or value < 1:
+                raise ConfigError(f"--{name} must be a positive integer; got {value}")
+        for name in ("batch_size_val", "batch_size_test"):
+            value = getattr(config, name)
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
                 raise ConfigError(f"--{name} must be a positive integer; got {value}")
         if not config.lr or config.lr <= 0:
             raise ConfigError(f"--lr must be positive; got {config.lr}")
@@ -153,6 +177,8 @@ class BoneAgeConfig(RunConfig):
                 raise ConfigError(
                     f"--clr_max_lr ({config.clr_max_lr}) must exceed --lr ({config.lr}), else the cycle is flat"
                 )
+        if config.gradient_clip_norm < 0 or config.weight_decay < 0:
+            raise ConfigError("--gradient_clip_norm and --weight_decay must be >= 0 (0 disables each)")
         if config.label_noise_std < 0 or config.mixup_alpha < 0:
             raise ConfigError("--label_noise_std and --mixup_alpha must be >= 0")
         if config.unfreeze_schedule:
@@ -167,6 +193,8 @@ class BoneAgeConfig(RunConfig):
                 )
         elif config.backbone_lr_multiplier != 1.0:
             raise ConfigError("--backbone_lr_multiplier works with --unfreeze_schedule only")
+        if config.cache not in CACHE_CHOICES:
+            raise ConfigError(f"--cache must be one of {', '.join(CACHE_CHOICES)}; got {config.cache!r}")
         config.check_scale_out()
         config.weights = None if str(config.weights).lower() == "none" else config.weights
         return config

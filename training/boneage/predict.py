@@ -58,8 +58,8 @@ def predict_months(model, table, batch_size=32, tta_steps=0, seed=42):
 
     Images are resized with the method the model was trained with (its ``"resize"`` layer).
     """
-    img_size = model.inputs[0].shape[1]
     names = [layer.name for layer in model.layers]
+    img_size = model.get_layer("resize").height if "resize" in names else model.inputs[0].shape[1]
     interpolation = model.get_layer("resize").interpolation if "resize" in names else "bilinear"
     dataset = make_dataset(
         table.fillna({"boneage": 0.0}),

@@ -23,8 +23,17 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
-from callbacks import CLR_MODES, AttentionMapLogger, BackboneFreezer, CyclicalLearningRate, GateWeightLogger
+from callbacks import (
+    CLR_MODES,
+    AttentionMapLogger,
+    BackboneFreezer,
+    CyclicalLearningRate,
+    GateWeightLogger,
+    LearningRateLogger,
+    with_training_state,
+)
 from modeling import create_model, list_models
 from modeling.backbones import BACKBONE_MAP, BACKBONE_PREPROCESSING, unfreeze_backbone_layers
 from modeling.boneage import optimizer, plot_history
@@ -32,10 +41,10 @@ from modeling.inference import predict_tta
 from modeling.layers import Denormalization
 from modeling.losses import LOSS_NAMES, get_loss_function
 from modeling.metrics import MAEMonths
-from training.boneage.config import PRESETS, RESUME_INDEPENDENT, BoneAgeConfig, parse_unfreeze_schedule
+from training.boneage.config import CACHE_CHOICES, PRESETS, RESUME_INDEPENDENT, BoneAgeConfig, parse_unfreeze_schedule
 from training.boneage.data_sources import add_data_arguments, load_splits, use_default_phantom
 from training.boneage.evaluation import agreement_figures, predictions_table, regression_metrics
-from training.boneage.pipeline import make_dataset
+from training.boneage.pipeline import DataEpoch, make_dataset
 from training.cli import (
     ConfigError,
     add_preset_and_verbose_arguments,
@@ -85,7 +94,9 @@ def build_parser():
 
     train = parser.add_argument_group("training")
     train.add_argument("--lr", type=float)
-    train.add_argument("--batch_size", type=int)
+    train.add_argument("--batch_size", "--batch_size_train", type=int, help="training batch size")
+    train.add_argument("--batch_size_val", type=int, help="validation batch size (default: --batch_size)")
+    train.add_argument("--batch_size_test", type=int, help="test batch size (default: --batch_size)")
     train.add_argument("--epochs_frozen", type=int, help="phase 1: epochs with the backbone frozen")
     train.add_argument("--epochs_finetune", type=int, help="phase 2: epochs after unfreezing (needs --fine_tune)")
     train.add_argument("--fine_tune", action=argparse.BooleanOptionalAction)
@@ -108,11 +119,21 @@ def build_parser():
     train.add_argument("--clr_mode", choices=CLR_MODES)
     train.add_argument("--clr_gamma", type=float)
     train.add_argument("--early_stopping_patience", type=int, help="0 disables early stopping")
+    train.add_argument("--gradient_clip_norm", type=float, help="per-variable gradient norm clipping; 0 disables it")
+    train.add_argument("--weight_decay", type=float, help="decoupled weight decay (AdamW); 0 = the original's Adam")
     train.add_argument("--seed", type=int)
 
     data = add_data_arguments(parser)
     data.add_argument(
         "--use_clahe_val_test", action=argparse.BooleanOptionalAction, help="CLAHE on validation and test images"
+    )
+    data.add_argument(
+        "--no_clahe", dest="use_clahe_val_test", action="store_false", help="the original's flag: no CLAHE on val/test"
+    )
+    data.add_argument(
+        "--cache",
+        choices=CACHE_CHOICES,
+        help="decoded images as uint8: in memory, in the run folder's cache/ (for data larger than RAM), or none",
     )
     data.add_argument("--interpolation", choices=("bilinear", "nearest", "area", "bicubic"))
     data.add_argument("--label_noise_std", type=float, help="Gaussian noise on z-score targets")
@@ -162,7 +183,7 @@ def build_model(config, target_mean, target_std):
     preprocessing = "tf" if config.preprocessing == "original" else BACKBONE_PREPROCESSING[config.backbone]
     kwargs = dict(
         img_dims=(config.img_size, config.img_size, 3),
-        optim=optimizer(config.lr, 0.9, 0.999, 1e-7, 0.0),
+        optim=make_optimizer(config, config.lr),
         metric=["mae", MAEMonths(target_mean, target_std)],
         backbone=config.backbone,
         weights=config.weights,
@@ -193,22 +214,32 @@ def loss_from_args(config):
     )
 
 
+def make_optimizer(config, learning_rate):
+    """The original's Adam with the run's gradient clipping, AdamW with ``--weight_decay``."""
+    return optimizer(
+        learning_rate, 0.9, 0.999, 1e-7, 0.0, clipnorm=config.gradient_clip_norm, weight_decay=config.weight_decay
+    )
+
+
 def recompile(model, config, learning_rate, target_mean, target_std):
-    """Compile with the original's Adam (clipnorm 1), the chosen loss and MAE in z-units and months."""
+    """Compile with the run's optimizer (`make_optimizer`), the chosen loss and MAE in z-units and months."""
     model.compile(
-        optimizer=optimizer(learning_rate, 0.9, 0.999, 1e-7, 0.0),
+        optimizer=make_optimizer(config, learning_rate),
         loss=loss_from_args(config),
         metrics=["mae", MAEMonths(target_mean, target_std)],
         jit_compile=config.jit_compile_argument,
     )
 
 
-def standard_callbacks(config, run, model, phase, monitor_best, probe):
+def standard_callbacks(config, run, model, phase, monitor_best, probe, data_epoch, freezer=None):
     """Checkpointing, logging, LR control and the interpretability loggers for one phase.
 
     ``probe`` is ``None`` when the loggers cannot run (their predictions would span processes).
+    ``data_epoch`` is the `DataEpoch` of the training data; ``freezer`` a `BackboneFreezer` or
+    ``None``. The last callback keeps the state of all the others over a restart
+    (`callbacks.TrainingStateBackup`), so a killed phase resumes exactly where it stopped.
     """
-    callbacks = []
+    callbacks = [data_epoch] + ([freezer] if freezer is not None else []) + [LearningRateLogger()]
     if probe is not None and _has_layer(model, "fusion_gate"):
         callbacks.append(GateWeightLogger(probe, run.plots / phase, log_dir=run.tensorboard / phase))
     if probe is not None and _has_layer(model, "attention_map"):
@@ -217,7 +248,6 @@ def standard_callbacks(config, run, model, phase, monitor_best, probe):
             AttentionMapLogger(first_images, run.plots / "attention" / phase, every=config.attention_every)
         )
     callbacks += [
-        keras.callbacks.BackupAndRestore(run.backup / phase),
         keras.callbacks.ModelCheckpoint(
             run.checkpoint, monitor="val_loss", mode="min", save_best_only=True, initial_value_threshold=monitor_best
         ),
@@ -241,7 +271,7 @@ def standard_callbacks(config, run, model, phase, monitor_best, probe):
                 monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=False
             )
         )
-    return callbacks
+    return with_training_state(callbacks, run.backup / phase)
 
 
 def validation_probe(model, table, **dataset_options):
@@ -259,14 +289,15 @@ def _has_layer(model, name):
 
 
 def export_inference_model(checkpoint_model, target_mean, target_std, clahe, interpolation):
-    """Raw pixels and sex in, months out; CLAHE inside when validation/test images used it.
+    """Raw pixels of any size and sex in, months out; CLAHE inside when validation/test images used it.
 
-    The first layer, ``"resize"``, is an identity at the model's size that records the resize
-    method training used, so prediction resizes images the same way.
+    The first layer, ``"resize"``, resizes images of any height and width to the training size
+    with the method training used (an identity at the training size), so ``model.predict`` takes
+    raw radiographs.
     """
-    image = keras.Input(checkpoint_model.inputs[0].shape[1:], name="image")
+    height, width, channels = checkpoint_model.inputs[0].shape[1:]
+    image = keras.Input((None, None, channels), name="image")
     inputs = [image] + [keras.Input(i.shape[1:], name=i.name) for i in checkpoint_model.inputs[1:]]
-    height, width = image.shape[1:3]
     x = keras.layers.Resizing(height, width, interpolation=interpolation, name="resize")(image)
     if clahe:
         x = keras.layers.ContrastLimitedAdaptiveHistogramEqualization(
@@ -284,8 +315,9 @@ class RunFiles:
         directory: the `training.run_directory.RunDirectory` of the run.
     """
 
-    def __init__(self, directory):
+    def __init__(self, directory, config):
         self.directory = directory
+        self.config = config
         self.dir = directory.path
         self.checkpoint = directory.file("checkpoint.keras")
         self.best = directory.file("best.keras")
@@ -294,6 +326,7 @@ class RunFiles:
         self.plots = directory.folder("plots")
         self.tensorboard = directory.folder("tensorboard")
         self.backup = directory.folder("backup")
+        self.cache = directory.folder("cache")
 
     def training_log(self, phase):
         return self.directory.file(f"training_log_{phase}.csv")
@@ -329,7 +362,7 @@ def train(config):
     output_dir = Path(config.output_dir)
     if not dist.is_chief:
         output_dir = output_dir / f"{WORKER_DIR_PREFIX}{dist.process_id}"
-    run_files = RunFiles(open_run_directory(config, output_dir))
+    run_files = RunFiles(open_run_directory(config, output_dir), config)
     splits, target_mean, target_std = prepare_data(config, dist)
     policy = mixed_precision_policy() if config.mixed_precision else None
     facts = {
@@ -430,12 +463,15 @@ def fit_phases(config, run, splits, target_mean, target_std, dist):
     """Phase 1 (backbone frozen) and phase 2 (fine-tuning), resuming what a killed run left.
 
     Everything runs in the distribution's scope; each process reads its own shard of the data.
+    The training data's order and random draws follow the epoch (`DataEpoch`), so a resumed
+    phase reads the batches an uninterrupted one would.
     """
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # the data's epoch (outside the distribution)
     with dist.scope():
-        return _fit_phases_in_scope(config, run, splits, target_mean, target_std, dist)
+        return _fit_phases_in_scope(config, run, splits, target_mean, target_std, dist, epoch)
 
 
-def _fit_phases_in_scope(config, run, splits, target_mean, target_std, dist):
+def _fit_phases_in_scope(config, run, splits, target_mean, target_std, dist, epoch):
     model, preprocessing = build_model(config, target_mean, target_std)
     recompile(model, config, config.lr, target_mean, target_std)
     common = dataset_options(config, target_mean, target_std)
@@ -449,8 +485,15 @@ def _fit_phases_in_scope(config, run, splits, target_mean, target_std, dist):
         "drop_remainder": dist.kind == "data_parallel",  # every batch splits evenly over the devices
     }
     try:
-        train_ds = make_dataset(splits["train"].table, **training_options(config), **sharded)
-        val_ds = make_dataset(splits["val"].table, clahe=config.use_clahe_val_test, **sharded)
+        train_ds = make_dataset(
+            splits["train"].table, **training_options(config), **sharded, epoch=epoch, cache=cache_option(run, "train")
+        )
+        val_ds = make_dataset(
+            splits["val"].table,
+            clahe=config.use_clahe_val_test,
+            cache=cache_option(run, "val"),
+            **(sharded | {"batch_size": dist.per_process_batch(config.split_batch_size("val"))}),
+        )
     except ValueError as error:
         raise DataError(str(error)) from None
     fit = functools.partial(
@@ -460,7 +503,8 @@ def _fit_phases_in_scope(config, run, splits, target_mean, target_std, dist):
     best_so_far = best_checkpoint_loss(run, val_ds)
     if config.epochs_frozen and not run.phase_weights["phase1"].exists():
         print(f"Phase 1: {config.epochs_frozen} epochs with the backbone frozen")
-        fit(epochs=config.epochs_frozen, callbacks=standard_callbacks(config, run, model, "phase1", best_so_far, probe))
+        callbacks = standard_callbacks(config, run, model, "phase1", best_so_far, probe, DataEpoch(epoch))
+        fit(epochs=config.epochs_frozen, callbacks=callbacks)
         model.save_weights(run.phase_weights["phase1"])
         best_so_far = best_checkpoint_loss(run, val_ds)
     elif config.epochs_frozen:
@@ -471,14 +515,11 @@ def _fit_phases_in_scope(config, run, splits, target_mean, target_std, dist):
         print(f"Phase 2 already finished ({run.phase_weights['phase2']}): evaluating")
     elif config.fine_tune and config.epochs_finetune:
         learning_rate = config.lr * (1.0 if config.use_cyclical_lr else config.finetune_lr_factor)
-        callbacks = standard_callbacks(config, run, model, "phase2", best_so_far, probe)
+        freezer = None
         if config.unfreeze_schedule:
             schedule = parse_unfreeze_schedule(config.unfreeze_schedule)
-            callbacks.insert(
-                0,
-                BackboneFreezer(
-                    schedule, config.backbone_lr_multiplier, freeze_batchnorm=config.bn_momentum is None, verbose=1
-                ),
+            freezer = BackboneFreezer(
+                schedule, config.backbone_lr_multiplier, freeze_batchnorm=config.bn_momentum is None, verbose=1
             )
             unfrozen = f"backbone unfrozen on the schedule {schedule}"
         else:
@@ -486,10 +527,22 @@ def _fit_phases_in_scope(config, run, splits, target_mean, target_std, dist):
             trainable = unfreeze_backbone_layers(model, n_layers=n_layers, freeze_batchnorm=config.bn_momentum is None)
             unfrozen = f"{trainable} backbone weight tensors trainable"
         recompile(model, config, learning_rate, target_mean, target_std)
+        data_epoch = DataEpoch(epoch, offset=config.epochs_frozen)
+        callbacks = standard_callbacks(config, run, model, "phase2", best_so_far, probe, data_epoch, freezer)
         print(f"Phase 2: {config.epochs_finetune} epochs, {unfrozen}, lr {learning_rate:g}")
         fit(epochs=config.epochs_finetune, callbacks=callbacks)
         model.save_weights(run.phase_weights["phase2"])
     return preprocessing
+
+
+def cache_option(run, split):
+    """`make_dataset`'s ``cache`` for ``split`` under the run's ``--cache``."""
+    if run.config.cache == "disk":
+        folder = run.cache
+        for stale in folder.glob(f"{split}*.lockfile"):  # left by a killed run: tf.data would refuse the cache
+            stale.unlink()
+        return str(folder / split)
+    return run.config.cache == "memory"
 
 
 def read_training_log(run_dir):
@@ -519,6 +572,7 @@ def evaluate_and_report(config, run, inference_model, splits, target_mean, targe
     common = dataset_options(config, target_mean, target_std)
     for name in ("val", "test"):
         table = splits[name].table
+        common["batch_size"] = config.split_batch_size(name)
         dataset = make_dataset(table, **common)  # CLAHE, if used, is inside the exported model
         predicted = inference_model.predict(dataset, verbose=0)[:, 0]
         results.update(regression_metrics(table["boneage"], predicted, table["male"], prefix=f"{name}_"))
@@ -526,7 +580,7 @@ def evaluate_and_report(config, run, inference_model, splits, target_mean, targe
         if config.use_tta:
             # n views of every image go through the model together: keep that pass near one batch
             small_batches = make_dataset(
-                table, **(common | {"batch_size": max(1, config.batch_size // config.tta_steps)})
+                table, **(common | {"batch_size": max(1, common["batch_size"] // config.tta_steps)})
             )
             predicted_tta = predict_tta(inference_model, small_batches, n=config.tta_steps, seed=config.seed)[:, 0]
             metrics = regression_metrics(table["boneage"], predicted_tta, table["male"], prefix=f"{name}_")
@@ -540,6 +594,13 @@ def evaluate_and_report(config, run, inference_model, splits, target_mean, targe
     for figure, kind in zip(plot_history(log.to_dict(orient="list")), ("mae", "loss"), strict=False):
         figure.savefig(run.plots / f"learning_curve_{kind}.png", dpi=100)
     results["epochs_trained"] = int(len(log))
+    # the original's keys: best validation MAE in z-units over all epochs (1-based), test MAE in z-units
+    best = int(log["val_mae"].to_numpy().argmin())
+    results["best_val_mae"] = float(log["val_mae"].iloc[best])
+    results["best_val_epoch"] = best + 1
+    results["best_val_mae_months"] = results["best_val_mae"] * target_std
+    for key in [key for key in results if key.startswith("test_mae_months")]:
+        results[key.replace("months", "zscore")] = results[key] / target_std
     return results
 
 

@@ -73,10 +73,19 @@ def test_builder_argument_errors():
         create_model("boneage/attn_sex", img_dims=IMG_DIMS, backbone="mobilenet_v2", weights=None, loss="l7")
     with pytest.raises(ValueError, match="dropout_rate"):
         create_model("boneage/sex", img_dims=IMG_DIMS, backbone="mobilenet_v2", weights=None, dropout_rate=1.5)
-    with pytest.raises(ValueError, match="divisible by the 4 attention heads"):
+    with pytest.raises(ValueError, match="Query width 3 is smaller than num_heads=4"):
         create_model(
-            "boneage/attn_sex_improved", img_dims=IMG_DIMS, backbone="mobilenet_v2", weights=None, dense_units=18
+            "boneage/attn_sex_improved", img_dims=IMG_DIMS, backbone="mobilenet_v2", weights=None, dense_units=3
         )
+
+
+def test_improved_builder_takes_widths_not_divisible_by_the_heads_like_the_original():
+    model = create_model(
+        "boneage/attn_sex_improved", img_dims=IMG_DIMS, backbone="mobilenet_v2", weights=None, dense_units=18
+    )
+    attention = model.get_layer("cross_attention_mha")
+    assert (attention.num_heads, attention.key_dim) == (4, 18 // 4)  # the original's key_dim = dense_units // 4
+    assert attention.output.shape[-1] == 18
 
 
 def test_loss_and_metrics_arguments_are_compiled():

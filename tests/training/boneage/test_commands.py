@@ -81,6 +81,14 @@ def test_results_json_holds_the_metrics_of_the_prediction_csv(finished_run):
     assert saved["test_mae_months"] == pytest.approx(errors.abs().mean(), rel=1e-5)
     assert saved["test_rmse_months"] == pytest.approx(np.sqrt((errors**2).mean()), rel=1e-5)
     assert saved["epochs_trained"] == 2 and saved["config"]["model_type"] == "attn_sex_improved"
+    # the original's keys: best validation MAE (z-units) and its 1-based epoch, test MAE in z-units
+    log = train_boneage.read_training_log(output)
+    assert saved["best_val_mae"] == pytest.approx(log["val_mae"].min(), rel=1e-6)
+    assert saved["best_val_epoch"] == int(log["val_mae"].to_numpy().argmin()) + 1
+    std = saved["target_std_months"]
+    assert saved["test_mae_zscore"] == pytest.approx(saved["test_mae_months"] / std, rel=1e-6)
+    assert saved["best_val_mae_months"] == pytest.approx(saved["best_val_mae"] * std, rel=1e-6)
+    assert log["learning_rate"].notna().all()
 
 
 def test_saved_model_predicts_months_from_raw_pixels(finished_run, data_dir):
@@ -88,7 +96,7 @@ def test_saved_model_predicts_months_from_raw_pixels(finished_run, data_dir):
     assert "--interpolation" in argv and "nearest" in argv  # a non-default the model must carry
     model = keras.saving.load_model(output / "best.keras", safe_mode=True)
     assert model.get_layer("resize").interpolation == "nearest"
-    assert model.output.shape == (None, 1) and model.inputs[0].shape == (None, 64, 64, 3)
+    assert model.output.shape == (None, 1) and model.inputs[0].shape == (None, None, None, 3)
     layers = {layer.name for layer in model.layers}
     assert "boneage_months" in layers
     table = predict.images_table(
@@ -97,6 +105,14 @@ def test_saved_model_predicts_months_from_raw_pixels(finished_run, data_dir):
     predicted, _ = predict.predict_months(model, table)
     expected = pd.read_csv(output / "predictions_test.csv")["predicted_bone_age"].to_numpy()
     np.testing.assert_allclose(predicted, expected, rtol=1e-4)
+    # any other size is resized inside: 128 px (each pixel twice, so "nearest" gives back the 64 px image)
+    images = np.stack([np.asarray(keras.utils.load_img(path, target_size=(64, 64))) for path in table["path"][:3]])
+    sex = table["male"].to_numpy("float32")[:3, None]
+    at_64 = model.predict([images.astype("float32"), sex], verbose=0)
+    at_128 = model.predict([np.repeat(np.repeat(images, 2, 1), 2, 2).astype("float32"), sex], verbose=0)
+    np.testing.assert_allclose(at_128, at_64, rtol=1e-5)
+    at_96x80 = model.predict([np.zeros((3, 96, 80, 3), "float32"), sex], verbose=0)
+    assert at_96x80.shape == (3, 1) and np.isfinite(at_96x80).all()
 
 
 def test_plots_and_logs_are_written(finished_run):
@@ -154,36 +170,52 @@ def test_predict_on_a_folder_with_one_sex(finished_run, data_dir, tmp_path):
         predict.run(["--model", str(output / "best.keras"), "--images", str(data_dir / phantom.TEST_DIR)])
 
 
-def test_resume_after_an_interruption(data_dir, tmp_path, monkeypatch, capsys):
-    argv = [
-        "--data_dir",
-        str(data_dir),
-        *TINY,
-        "--epochs_frozen",
-        "1",
-        "--fine_tune",
-        "--epochs_finetune",
-        "2",
-        "--output_dir",
-        str(tmp_path / "run"),
-        "--no-use_tta",
-    ]
+def test_resume_after_an_interruption_continues_exactly(data_dir, tmp_path, monkeypatch, capsys):
+    """Killed after phase-2 epoch 1 (CLR, unfreezing at phase-2 epoch 1), resumed: the logs of an
+    uninterrupted run, epoch by epoch (the shared mechanism is tested in tests/callbacks)."""
+
+    def argv(name):
+        return [
+            "--data_dir",
+            str(data_dir),
+            *TINY,
+            "--epochs_frozen",
+            "1",
+            "--fine_tune",
+            "--epochs_finetune",
+            "3",
+            "--use_cyclical_lr",
+            "--clr_step_size",
+            "2",
+            "--unfreeze_schedule",
+            "1:0.5",
+            "--output_dir",
+            str(tmp_path / name),
+            "--no-use_tta",
+        ]
 
     class Crash(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            if self.params["epochs"] == 2 and epoch == 0:
+            if self.params["epochs"] == 3 and epoch == 0:
                 raise RuntimeError("simulated crash in phase 2")
 
     original = train_boneage.standard_callbacks
     monkeypatch.setattr(train_boneage, "standard_callbacks", lambda *a: original(*a) + [Crash()])
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train_boneage.run(argv)
+        train_boneage.run(argv("killed"))
     monkeypatch.setattr(train_boneage, "standard_callbacks", original)
     capsys.readouterr()
-    results = train_boneage.run(argv)
+    results = train_boneage.run(argv("killed"))
     assert "Phase 1 already finished" in capsys.readouterr().out
-    # phase 1 (1 epoch) + phase 2 epoch 1 before the crash + phase 2 epoch 2 after resuming
-    assert results["epochs_trained"] == 3
+    # phase 1 (1 epoch) + phase 2 epoch 1 before the crash + phase 2 epochs 2-3 after resuming
+    assert results["epochs_trained"] == 4
+    straight = train_boneage.run(argv("straight"))
+    resumed_log = train_boneage.read_training_log(tmp_path / "killed")
+    straight_log = train_boneage.read_training_log(tmp_path / "straight")
+    assert {"learning_rate", "backbone_trainable_weights"} <= set(resumed_log.columns)
+    for column in ("loss", "val_loss", "learning_rate", "backbone_trainable_weights"):
+        np.testing.assert_allclose(resumed_log[column], straight_log[column], rtol=1e-5, err_msg=column)
+    assert results["test_mae_months"] == pytest.approx(straight["test_mae_months"], rel=1e-5)
 
 
 def test_a_run_killed_after_training_only_re_evaluates(data_dir, tmp_path, monkeypatch, capsys):

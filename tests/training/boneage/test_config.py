@@ -57,3 +57,22 @@ def test_validation_names_the_setting_and_fills_derived_defaults():
         BoneAgeConfig.from_preset("cpu", learning_rate=0.1)
     with pytest.raises(ConfigError, match="Unknown preset 'gpu'"):
         BoneAgeConfig.from_preset("gpu")
+
+
+def test_the_originals_remaining_flags():
+    config = train_boneage.parse_args(
+        ["--batch_size_train", "8", "--batch_size_val", "4", "--no_clahe", "--weight_decay", "0.01"]
+        + ["--gradient_clip_norm", "0", "--cache", "disk", "--preset", "original"]
+    )
+    assert (config.batch_size, config.split_batch_size("val"), config.split_batch_size("test")) == (8, 4, 32)
+    assert config.use_clahe_val_test is False and config.cache == "disk"
+    optimizer = train_boneage.make_optimizer(config, 1e-3)
+    assert type(optimizer).__name__ == "AdamW" and optimizer.clipnorm is None
+    assert optimizer.weight_decay == pytest.approx(0.01)
+    assert train_boneage.parse_args([]).use_clahe_val_test is False
+    assert train_boneage.parse_args(["--preset", "original"]).use_clahe_val_test is True
+    assert train_boneage.make_optimizer(train_boneage.parse_args([]), 1e-3).clipnorm == 1.0
+    with pytest.raises(ConfigError, match="--weight_decay must be >= 0"):
+        BoneAgeConfig(weight_decay=-1.0).validated()
+    with pytest.raises(ConfigError, match="--batch_size_val must be a positive integer"):
+        BoneAgeConfig(batch_size_val=0).validated()

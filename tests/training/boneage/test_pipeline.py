@@ -134,3 +134,37 @@ def test_a_shard_smaller_than_one_batch_is_refused(table):
         make_dataset(table, 16, 10, 0.0, 6.0, num_shards=2, shard_index=1, drop_remainder=True)
     with pytest.raises(ValueError, match="shard_index"):
         make_dataset(table, 16, 2, 0.0, 6.0, num_shards=2, shard_index=2)
+
+
+def test_an_epoch_variable_makes_each_epoch_a_function_of_the_seed_and_epoch(table):
+    import tensorflow as tf
+
+    from training.boneage.pipeline import DataEpoch
+
+    epoch = tf.Variable(0, dtype=tf.int64)
+    options = dict(training=True, augmentation=Augmentation(), seed=3, epoch=epoch)
+    dataset = make_dataset(table, 16, 5, 0.0, 6.0, **options)
+    setter = DataEpoch(epoch, offset=2)
+    passes = {}
+    for fit_epoch in (0, 1, 0):
+        setter.on_epoch_begin(fit_epoch)
+        passes.setdefault(fit_epoch, []).append(collect(dataset))
+    fresh = make_dataset(table, 16, 5, 0.0, 6.0, **options)  # a resumed run's new dataset at epoch 1
+    setter.on_epoch_begin(1)
+    for first, second in zip(passes[0][0], passes[0][1], strict=True):
+        np.testing.assert_array_equal(first, second)
+    for first, second in zip(passes[1][0], collect(fresh), strict=True):
+        np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(passes[0][0][2], passes[1][0][2])  # another epoch, another order
+
+
+def test_memory_disk_and_no_cache_give_the_same_batches(table, tmp_path):
+    def batches(cache):
+        return collect(make_dataset(table, 16, 5, 0.0, 6.0, training=True, seed=3, cache=cache))
+
+    memory = batches(True)
+    for first, second in zip(memory, batches(str(tmp_path / "train")), strict=True):
+        np.testing.assert_array_equal(first, second)
+    for first, second in zip(memory, batches(False), strict=True):  # uncached: float32, not rounded
+        np.testing.assert_allclose(first, second, atol=1e-3)
+    assert list(tmp_path.glob("train*.index"))  # the disk cache was written
