@@ -5,5 +5,7 @@
 """
 
 from modeling.metrics.regression import MAEMonths, mae_months
+from modeling.metrics.segmentation import SoftDiceScore, segmentation_metrics
 
 __all__ = ["MAEMonths", "mae_months"]
+__all__ += ["SoftDiceScore", "segmentation_metrics"]
