@@ -36,6 +36,8 @@ class Augmentation:
         contrast: contrast factor drawn from [1 - contrast, 1 + contrast] (0 disables).
         rotation_all_axes: volumes only: rotate about all three axes (each angle drawn from
             +-``rotation_degrees``) instead of about the depth axis alone.
+        flip_all_axes: with ``flip``, also mirror the other axes (up-down; for volumes also along
+            depth), each independently with probability 0.5 (MONAI ``RandFlip`` on every axis).
         mask_interpolation: how masks are resampled, as in `modeling.geometry.warp_mask`:
             "nearest" (label maps) or "bilinear" (binary masks, thresholded at 0.5).
 
@@ -56,6 +58,7 @@ class Augmentation:
     contrast: float = 0.2
     rotation_all_axes: bool = False
     mask_interpolation: str = "nearest"
+    flip_all_axes: bool = False
 
     def __post_init__(self):
         if self.mask_interpolation not in geometry.INTERPOLATIONS:
@@ -92,7 +95,11 @@ class Augmentation:
             (tf.shape(images)[0], 8 if rank == 4 else 12), seed=seed, minval=-1.0, maxval=1.0
         )
         if self.geometric:
-            matrices = self._matrices(draws, shape)
+            other_flips = None
+            if self.flip and self.flip_all_axes:  # separate draws keep the others' streams unchanged
+                other_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+                other_flips = tf.random.stateless_uniform((tf.shape(images)[0], rank - 3), seed=other_seed) < 0.5
+            matrices = self._matrices(draws, shape, other_flips)
             images = geometry.warp(images, matrices, library=TF_LIBRARY)
             if masks is not None:
                 masks = geometry.warp_mask(masks, matrices, self.mask_interpolation, library=TF_LIBRARY)
@@ -105,11 +112,15 @@ class Augmentation:
         images = tf.clip_by_value(images, 0.0, 255.0)
         return images if masks is None else (images, masks)
 
-    def _matrices(self, draws, shape):
-        """Output-to-input matrices: ``input = centre + R diag(mirror * zoom) (output - centre) + shift``."""
+    def _matrices(self, draws, shape, other_flips=None):
+        """Output-to-input matrices: ``input = centre + R diag(mirror * zoom) (output - centre) + shift``.
+
+        ``other_flips``: booleans ``(n, axes - 1)`` mirroring y[, z]; ``None`` flips left-right only.
+        """
         axes = len(shape)
         mirror = draws[:, _FLIP] < 0 if self.flip else tf.zeros_like(draws[:, _FLIP], tf.bool)
-        flip = tf.stack([mirror] + [tf.zeros_like(mirror)] * (axes - 1), axis=1)  # left-right only
+        others = [tf.zeros_like(mirror)] * (axes - 1) if other_flips is None else tf.unstack(other_flips, axis=1)
+        flip = tf.stack([mirror, *others], axis=1)
         radians = self.rotation_degrees * np.pi / 180.0
         if axes == 3 and self.rotation_all_axes:
             angle = tf.gather(draws, [*_ANGLES_XY, _ANGLE], axis=1) * radians  # about x, y, z
