@@ -1,0 +1,75 @@
+"""End to end on a tiny embedded dataset: pretraining both embedding models, then the regressor."""
+
+import json
+
+import pytest
+
+from training.cli import ConfigError
+from training.data.tables import DataError
+from training.implant_dimensions.config import ImplantConfig
+from training.implant_dimensions.data import read_split
+from training.implant_dimensions.phantom import make_phantom
+from training.implant_dimensions.predict import main as predict_main
+from training.implant_dimensions.train import run_command, train
+
+TINY = dict(
+    image_size=32,
+    patch_size=16,
+    vit_layers=1,
+    vit_hidden_dim=32,
+    company_embed_dim=8,
+    model_embed_dim=8,
+    epochs=3,
+    pretrain_epochs=1,
+    batch_size=16,
+    warmup_epochs=1,
+    unfreeze_epoch=2,
+    full_unfreeze_epoch=3,
+)
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    return make_phantom(tmp_path_factory.mktemp("phantom"), n_train=32, n_val=16, n_test=16, image_size=40)
+
+
+def test_the_command_pretrains_unfreezes_and_reports_every_target(phantom, tmp_path):
+    flags = [f"--{k}={v}" for k, v in TINY.items()]
+    results = run_command(
+        [*flags, f"--data_dir={phantom}", f"--output_dir={tmp_path}", "--select_by=avg_mae", "--jit_compile=off"]
+    )
+    for key in ("val_length_mae", "val_diameter_rmse", "val_length_r2", "test_avg_mae"):
+        assert key in results
+    assert [change[0] for change in results["unfreezing"]["embedding_company"]] == [0, 1, 2]  # frozen at 0
+    log = (tmp_path / "training_log.csv").read_text().splitlines()
+    assert len(log) == 4 and "attention_weights_2" in log[0] and "val_avg_mae" in log[0]
+    vocabulary = json.loads((tmp_path / "vocabulary.json").read_text())
+    assert len(vocabulary["company"]) == results["vocabulary_sizes"]["company"]
+    for target in ("company", "model"):
+        assert (tmp_path / f"embedding_{target}.keras").exists()
+    table = predict_main(
+        [f"--model={tmp_path / 'best.keras'}", f"--json={phantom / 'test.json'}", f"--output={tmp_path / 'p.csv'}"]
+    )
+    assert len(table) == 16 and {"predicted_length", "predicted_diameter", "attention_weights_2"} <= set(table)
+
+
+def test_bad_entries_are_skipped_and_counted_and_bad_files_named(tmp_path, phantom):
+    entries = json.loads((phantom / "train.json").read_text())[:4]
+    entries[1]["length"] = "NaN"
+    entries[2]["diameter"] = "wide"
+    entries[3]["company"] = ""
+    (tmp_path / "bad.json").write_text(json.dumps(entries))
+    split = read_split(tmp_path / "bad.json", image_root=phantom)
+    assert split.report.as_dict()["skipped"] == {"non-finite length": 1, "non-numeric diameter": 1, "empty company": 1}
+    assert split.table["path"].iloc[0].startswith(str(phantom))
+    (tmp_path / "broken.json").write_text("[{")
+    with pytest.raises(DataError, match="Cannot parse JSON .*broken.json"):
+        read_split(tmp_path / "broken.json")
+    (tmp_path / "keys.json").write_text(json.dumps([{"image": "x.png"}]))
+    with pytest.raises(DataError, match=r"keys.json, entry 0: missing key\(s\) \['company'"):
+        read_split(tmp_path / "keys.json")
+    (tmp_path / "gone.json").write_text(json.dumps([dict(entries[0], image="gone.png")]))
+    with pytest.raises(DataError, match="entry 0: image not found"):
+        read_split(tmp_path / "gone.json", image_root=phantom)
+    with pytest.raises(ConfigError, match="--unfreeze_epoch"):
+        train(ImplantConfig(unfreeze_epoch=9, full_unfreeze_epoch=5))

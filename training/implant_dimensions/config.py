@@ -1,0 +1,101 @@
+"""The settings of one implant-dimension run (`ImplantConfig`): the CPU preset and the original's."""
+
+import dataclasses
+from typing import ClassVar
+
+from modeling.implant_dimensions import ATTENTION_TYPES, TASK_OUTPUTS
+from training.cli import ConfigError
+from training.config import RunConfig
+
+ORIGINAL_PRESET = {  # train_dual_embeddings_regression.py and train_company_classifier_hpo.py
+    "model_size": "base",
+    "image_size": 224,
+    "patch_size": 16,
+    "vit_layers": None,
+    "vit_hidden_dim": None,
+    "company_embed_dim": 256,
+    "model_embed_dim": 256,
+    "epochs": 100,
+    "pretrain_epochs": 75,
+    "batch_size": 32,
+    "warmup_epochs": 5,
+    "unfreeze_epoch": 20,
+    "full_unfreeze_epoch": 40,
+    "output_dir": "runs/implant_dimensions_original",
+}
+
+
+@dataclasses.dataclass
+class ImplantConfig(RunConfig):
+    """Fields are the command's flags (the original's names where it had them).
+
+    With no ``train_json`` the embedded synthetic dataset is built in ``data_dir``; with no
+    ``company_checkpoint`` / ``model_checkpoint`` the two embedding models are pretrained first.
+    """
+
+    PRESETS: ClassVar[dict] = {"cpu": {}, "original": ORIGINAL_PRESET}
+
+    train_json: str | None = None
+    val_json: str | None = None
+    test_json: str | None = None
+    image_root: str | None = None
+    data_dir: str = "data/implant_phantom"
+    company_checkpoint: str | None = None
+    model_checkpoint: str | None = None
+    attention_type: str = "triple"
+    task: str = "both"
+    model_size: str = "tiny"
+    image_size: int = 48
+    patch_size: int = 8
+    vit_layers: int | None = 2
+    vit_hidden_dim: int | None = 64
+    company_embed_dim: int = 32
+    model_embed_dim: int = 32
+    epochs: int = 12
+    pretrain_epochs: int = 8
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    warmup_epochs: int = 2
+    unfreeze_epoch: int = 4
+    full_unfreeze_epoch: int = 8
+    company_lr_multiplier: float = 0.1
+    model_lr_multiplier: float = 0.1
+    select_by: str = "val_loss"
+    seed: int = 42
+    output_dir: str = "runs/implant_dimensions_cpu"
+    overwrite: bool = False
+    verbose: bool = False
+
+    def validated(self):
+        """A checked copy. Raises `ConfigError` naming the flag at fault."""
+        config = dataclasses.replace(self)
+        if config.attention_type not in ATTENTION_TYPES:
+            raise ConfigError(f"--attention_type must be one of {ATTENTION_TYPES}; got {config.attention_type!r}")
+        if config.task not in TASK_OUTPUTS:
+            raise ConfigError(f"--task must be one of {sorted(TASK_OUTPUTS)}; got {config.task!r}")
+        if config.select_by not in ("val_loss", "avg_mae"):
+            raise ConfigError(f"--select_by must be val_loss or avg_mae; got {config.select_by!r}")
+        for name in ("image_size", "batch_size", "epochs", "company_embed_dim", "model_embed_dim"):
+            if getattr(config, name) < 1:
+                raise ConfigError(f"--{name} must be >= 1; got {getattr(config, name)}")
+        if not 1 <= config.unfreeze_epoch <= config.full_unfreeze_epoch:
+            raise ConfigError(
+                f"--unfreeze_epoch ({config.unfreeze_epoch}) must be >= 1 and <= --full_unfreeze_epoch "
+                f"({config.full_unfreeze_epoch})"
+            )
+        if config.lr <= 0 or config.weight_decay < 0:
+            raise ConfigError("--lr must be > 0 and --weight_decay >= 0")
+        config.check_scale_out()
+        return config
+
+    @property
+    def vit_overrides(self):
+        """`hub_backbone`-style overrides of the ViT (patch size, and depth/width for a small build)."""
+        overrides = {"patch_size": self.patch_size}
+        if self.vit_layers:
+            overrides["num_layers"] = self.vit_layers
+        if self.vit_hidden_dim:
+            heads = max(1, self.vit_hidden_dim // 32)
+            overrides.update(hidden_dim=self.vit_hidden_dim, num_heads=heads, mlp_dim=4 * self.vit_hidden_dim)
+        return overrides
