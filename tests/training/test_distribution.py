@@ -69,7 +69,7 @@ REFERENCE_SCRIPT = textwrap.dedent(
     import keras, numpy as np, tensorflow as tf
     from training.boneage import train as train_boneage
     from training.boneage.data_sources import load_splits
-    from training.boneage.pipeline import make_dataset
+    from training.boneage.pipeline import DataEpoch, make_dataset
 
     flags, weights, weights_worker, shards = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
     args = train_boneage.parse_args(flags)
@@ -86,8 +86,10 @@ REFERENCE_SCRIPT = textwrap.dedent(
         return tf.data.Dataset.zip(tuple(parts)).map(lambda *p: tf.nest.map_structure(lambda *t: tf.concat(t, 0), *p))
 
     train_boneage.recompile(model, args, args.lr, mean, std)
-    history = model.fit(global_batches(splits["train"].table, **train_boneage.training_options(args)),
-                        validation_data=global_batches(splits["val"].table), epochs=args.epochs_frozen, verbose=0)
+    epoch = tf.Variable(0, dtype=tf.int64)  # the training order is a function of (seed, epoch), as in train-boneage
+    train = global_batches(splits["train"].table, **train_boneage.training_options(args), epoch=epoch)
+    history = model.fit(train, validation_data=global_batches(splits["val"].table), epochs=args.epochs_frozen,
+                        callbacks=[DataEpoch(epoch)], verbose=0)
     other = keras.models.clone_model(model)
     def weights_of(path):
         other.load_weights(path)
