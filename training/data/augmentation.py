@@ -15,7 +15,7 @@ from keras.src.backend import tensorflow as tensorflow_backend
 from modeling import geometry
 
 # The geometry's arrays inside `tf.data`: TensorFlow tensors, whatever the Keras backend.
-TF_LIBRARY = geometry.ArrayLibrary(tf, tensorflow_backend, tensorflow_backend.core.map)
+TF_LIBRARY = geometry.ArrayLibrary(tf, tensorflow_backend)
 
 # Columns of the uniform draws in [-1, 1] per sample. Images use the first 8 (the original's layout);
 # volumes add zoom and shift along z and the angles about x and y.
