@@ -3,6 +3,7 @@
 ``pip install -e ".[benchmarks]"`` (adds tf_keras, the original's framework), then::
 
     python benchmarks/train_throughput.py [--rounds 2] [--steps 6]
+    python benchmarks/train_throughput.py --profile   # op-level profile, one step per engine
 
 For each case (a `keras.applications` backbone + Dense(1), every layer trainable, random data,
 ``weights=None``, Adam, MAE) and each engine, a fresh Python process times ``train_on_batch`` after
@@ -30,8 +31,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "train_throughput.json"
+PROFILE = REPO / "benchmarks" / "results" / "train_step_profile.json"
 CASES = {  # name -> (keras.applications class, image side, batch)
     "mobilenet_v2_224_b16": ("MobileNetV2", 224, 16),
+    "mobilenet_v2_96_b4": ("MobileNetV2", 96, 4),
     "resnet50_v2_224_b8": ("ResNet50V2", 224, 8),
 }
 ENGINES = ("keras3", "keras3_fused", "keras3_no_bn", "tf_keras")
@@ -72,14 +75,45 @@ start = time.perf_counter()
 for _ in range(steps):
     model.train_on_batch(x, y)
 print("RESULT " + json.dumps(batch * steps / (time.perf_counter() - start)))
+if len(sys.argv) > 6:  # op-level profile of 3 more steps, read back from TensorFlow's trace
+    import collections, glob, tempfile
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    logdir = tempfile.mkdtemp()
+    tf.profiler.experimental.start(logdir)
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace()
+    space.ParseFromString(open(glob.glob(logdir + "/**/*.xplane.pb", recursive=True)[0], "rb").read())
+    by_type, normalisation, count = collections.Counter(), 0.0, 0
+    for plane in space.planes:
+        for line in plane.lines:
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if ":" not in name or "::" in name or name.startswith("EagerLocalExecute"):
+                    continue  # kernels only ("scope/op:OpType"), not the runtime's own spans
+                milliseconds = event.duration_ps / 1e9 / 3
+                by_type[name.rsplit(":", 1)[1]] += milliseconds
+                count += 1
+                scope = name.rsplit(":", 1)[0].lower()
+                normalisation += milliseconds if ("_bn" in scope or "batch_norm" in scope) else 0.0
+    print("PROFILE " + json.dumps({
+        "kernel_ms_per_step": sum(by_type.values()),
+        "kernels_per_step": count / 3,
+        "batch_norm_ms_per_step": normalisation,
+        "top_kernel_types_ms_per_step": dict(by_type.most_common(8)),
+    }))
 """
 
 
-def measure(engine, case, steps):
+def measure(engine, case, steps, profile=False):
+    """Images/s of one engine on one case, and with ``profile`` also the op-level profile."""
     application, side, batch = CASES[case]
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
     completed = subprocess.run(
-        [sys.executable, "-c", _MEASURE, engine, application, str(side), str(batch), str(steps)],
+        [sys.executable, "-c", _MEASURE, engine, application, str(side), str(batch), str(steps)]
+        + (["profile"] if profile else []),
         capture_output=True,
         text=True,
         env=env,
@@ -88,7 +122,11 @@ def measure(engine, case, steps):
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
     if not lines:
         raise RuntimeError(f"{engine} on {case} failed:\n{completed.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT ") :])
+    speed = json.loads(lines[-1][len("RESULT ") :])
+    if not profile:
+        return speed
+    profiles = [line for line in completed.stdout.splitlines() if line.startswith("PROFILE ")]
+    return speed, json.loads(profiles[-1][len("PROFILE ") :])
 
 
 def main(argv=None):
@@ -97,7 +135,12 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--note", default="", help="free text stored with the results (e.g. machine load)")
+    parser.add_argument(
+        "--profile", action="store_true", help=f"instead: one op-level profile per engine and case, to {PROFILE}"
+    )
     args = parser.parse_args(argv)
+    if args.profile:
+        return profile(args)
     samples = {case: {engine: [] for engine in ENGINES} for case in args.cases}
     for round_index in range(args.rounds):
         order = ENGINES if round_index % 2 == 0 else ENGINES[::-1]
@@ -133,6 +176,20 @@ def main(argv=None):
     write_json(RESULTS, payload)
     for row in rows:
         print(json.dumps({key: value for key, value in row.items() if key != "samples"}))
+
+
+def profile(args):
+    """Where a step's time goes per engine: kernel time and count, batch-norm share, top kernel types."""
+    from training.results import write_json
+
+    payload = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "note": args.note, "cases": {}}
+    for case in args.cases:
+        payload["cases"][case] = {}
+        for engine in ENGINES:
+            speed, breakdown = measure(engine, case, args.steps, profile=True)
+            payload["cases"][case][engine] = {"images_per_s": round(speed, 2), **breakdown}
+            print(case, engine, json.dumps(payload["cases"][case][engine]))
+    write_json(PROFILE, payload)
 
 
 if __name__ == "__main__":
