@@ -19,12 +19,14 @@ train: install
 	$(BIN)/python -m training.boneage.train
 
 # Style first (ruff lint + format check), then the whole suite on TensorFlow, then the model and
-# layer tests on JAX. `make format` applies ruff's fixes and formatting.
+# layer tests on JAX. Tests run in up to 4 worker processes (pytest-xdist; one per core), each test
+# file on one worker so module fixtures are built once. `make format` applies ruff's fixes and formatting.
+PYTEST := $(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -m multibackend
+	$(PYTEST)
+	KERAS_BACKEND=jax $(PYTEST) -m multibackend
 
 format: install
 	$(BIN)/ruff check --fix .
