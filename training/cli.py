@@ -8,6 +8,8 @@ command with one message naming the file, row, flag or folder at fault.
 
 import argparse
 import contextlib
+import zipfile
+from pathlib import Path
 
 from training.console import VERBOSE_FLAG
 from training.data.tables import DataError
@@ -17,6 +19,42 @@ from training.run_directory import RunDirectoryError
 
 class ConfigError(ValueError):
     """A setting that cannot work; the message names the setting (as its flag)."""
+
+
+def load_saved_model(path, flag="--model"):
+    """Load a ``.keras`` model with ``safe_mode=True``, or say which flag names an unusable file.
+
+    Args:
+        path: the model file.
+        flag: the command-line flag that named it (for the message).
+
+    Raises:
+        ConfigError: the file is missing, or is not a readable Keras model (a corrupt or truncated
+            ``.keras`` archive, another format, a model of unknown classes); Keras' reason is kept.
+
+    Example:
+
+    >>> import tempfile
+    >>> broken = Path(tempfile.mkdtemp()) / "best.keras"
+    >>> _ = broken.write_bytes(b"not a zip archive")
+    >>> load_saved_model(broken)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    training.cli.ConfigError: --model .../best.keras is not a readable Keras model: not a .keras (zip) archive...
+    """
+    import keras
+
+    if not Path(path).is_file():
+        raise ConfigError(f"{flag} {path}: no such file")
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found" here
+        raise ConfigError(
+            f"{flag} {path} is not a readable Keras model: not a .keras (zip) archive; the file is corrupt, "
+            "truncated or of another format."
+        )
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except (zipfile.BadZipFile, OSError, ValueError, TypeError, KeyError) as error:
+        raise ConfigError(f"{flag} {path} is not a readable Keras model: {error}") from None
 
 
 def add_preset_and_verbose_arguments(parser, presets):

@@ -106,6 +106,11 @@ class RunDirectory:
         manifest_path = self.path / MANIFEST
         if self.path.exists() and not self.path.is_dir():
             raise RunDirectoryError(f"{self.path} exists and is not a folder; choose another output folder.")
+        blocking = next((parent for parent in self.path.parents if parent.exists() and not parent.is_dir()), None)
+        if blocking is not None:
+            raise RunDirectoryError(
+                f"{self.path} cannot be created: {blocking} is a file; choose another output folder."
+            )
         if manifest_path.exists():
             previous = self._read_manifest(manifest_path)
             if previous["command"] != self.command:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from training.cli import ConfigError, annotate_presets, exit_on_user_errors, parse_config
+from training.cli import ConfigError, annotate_presets, exit_on_user_errors, load_saved_model, parse_config
 from training.data.tables import DataError
 from training.run_directory import RunDirectoryError
 
@@ -87,3 +87,19 @@ def test_importing_training_hides_the_backend_start_up_lines():
     # absl/TF C++ log lines look like "I0000 00:00:1796148145.169931    3247 port.cc:153] ..."
     assert not re.search(r"^[IWEF]\d{4} ", completed.stderr, flags=re.M), completed.stderr
     assert "absl::InitializeLog" not in completed.stderr
+
+
+def test_a_corrupt_model_file_is_named_as_such(tmp_path):
+    import keras
+
+    from training.boneage import predict
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.save(tmp_path / "good.keras")
+    assert load_saved_model(tmp_path / "good.keras").count_params() == 3
+    truncated = tmp_path / "best.keras"
+    truncated.write_bytes((tmp_path / "good.keras").read_bytes()[:200])
+    with pytest.raises(SystemExit, match=r"--model .*best.keras is not a readable Keras model: not a .keras \(zip\)"):
+        predict.run(["--model", str(truncated), "--images", str(tmp_path), "--sex", "M"])
+    with pytest.raises(ConfigError, match="no such file"):
+        load_saved_model(tmp_path / "missing.keras")

@@ -243,6 +243,9 @@ def test_a_path_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "run").write_text("not a folder")
     with pytest.raises(RunDirectoryError, match="not a folder"):
         open_run(tmp_path / "run", overwrite=True)
+    with pytest.raises(RunDirectoryError, match=r"run/inner cannot be created: .*run is a file"):
+        open_run(tmp_path / "run" / "inner")
+    assert (tmp_path / "run").read_text() == "not a folder"
 
 
 def test_a_folder_holding_only_sibling_runs_is_not_foreign(tmp_path):

@@ -115,6 +115,7 @@ class BoneAgeConfig(RunConfig):
     filename_column: str | None = None
     image_extension: str = ".png"
     on_bad_rows: str = "raise"
+    allow_shared_images: bool = False
     use_clahe_val_test: bool = False
     interpolation: str = "bilinear"
     cache: str = "memory"

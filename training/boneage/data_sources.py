@@ -81,6 +81,7 @@ def use_default_phantom(args, splits=("train", "val", "test"), builder=True):
         builder: ``False`` in the other processes of a multi-process run (see `ensure_phantom`).
     """
     if any(getattr(args, f"{split}_csv", None) for split in splits) or args.data_dir:
+        _warn_if_cpu_preset_on_real_data(args)
         return
     args.data_dir = str(
         ensure_phantom(
@@ -92,6 +93,18 @@ def use_default_phantom(args, splits=("train", "val", "test"), builder=True):
             args.seed,
             builder=builder,
         )
+    )
+
+
+def _warn_if_cpu_preset_on_real_data(args):
+    """The CPU preset is sized for the phantom: say so when it meets other data with its small settings."""
+    is_phantom = args.data_dir and (Path(args.data_dir) / phantom.MANIFEST).is_file()
+    if getattr(args, "preset", None) != "cpu" or is_phantom or args.weights is not None or args.img_size > 224:
+        return
+    print(
+        f"Warning: --preset cpu trains {args.backbone} from random weights at {args.img_size} px, sized for the "
+        "embedded phantom. For real radiographs use --preset original (Xception, ImageNet weights, 500 px), "
+        "or set --weights imagenet and a larger --img_size."
     )
 
 
@@ -117,8 +130,36 @@ def load_splits(args, names=("train", "val", "test")):
         if not str(csv) or str(csv) == ".":
             raise DataError(f"No CSV for the {name} split: pass --data_dir or --{name}_csv.")
         table, report = read_table(csv, image_dir, **column_options(args))
+        repeated = table["id"][table["id"].duplicated()].unique()
+        if len(repeated):
+            print(
+                f"Warning: {csv}: {int(table['id'].duplicated().sum())} rows repeat an image id already in this "
+                f"split (ids {', '.join(map(str, repeated[:5]))}); each is used as often as it is listed."
+            )
         splits[name] = Split(name, csv, image_dir, table, report)
+    if not getattr(args, "allow_shared_images", False):
+        check_splits_share_no_image(splits)
     return splits
+
+
+def check_splits_share_no_image(splits):
+    """Refuse an image file listed in two splits (a test image in training leaks the answer).
+
+    Raises:
+        DataError: naming both CSVs and the first shared images.
+    """
+    seen = {}
+    for split in splits.values():
+        paths = {Path(path).resolve() for path in split.table["path"]}
+        for other, (other_csv, other_paths) in seen.items():
+            shared = sorted(paths & other_paths)
+            if shared:
+                raise DataError(
+                    f"{len(shared)} images are listed in both the {other} split ({other_csv}) and the {split.name} "
+                    f"split ({split.csv}), e.g. {', '.join(str(path) for path in shared[:3])}. Remove them from one "
+                    "split, or pass --allow_shared_images if that is intended."
+                )
+        seen[split.name] = (split.csv, paths)
 
 
 def add_data_arguments(parser, splits=("train", "val", "test")):
@@ -128,6 +169,11 @@ def add_data_arguments(parser, splits=("train", "val", "test")):
     for name in splits:
         group.add_argument(f"--{name}_csv", help=f"CSV of the {name} split (overrides --data_dir)")
         group.add_argument(f"--{name}_images", help=f"image folder of the {name} split")
+    group.add_argument(
+        "--allow_shared_images",
+        action="store_true",
+        help="allow one image file in two splits (refused by default: it leaks evaluation images into training)",
+    )
     add_column_arguments(group)
     return group
 

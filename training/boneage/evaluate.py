@@ -8,14 +8,12 @@ agreement plots into ``--output_dir`` (default: beside the model).
 import argparse
 from pathlib import Path
 
-import keras
-
 import modeling  # noqa: F401  (registers the custom layers for loading)
 from training.boneage.data_sources import add_column_arguments, column_options
 from training.boneage.evaluation import agreement_figures, predictions_table, regression_metrics
 from training.boneage.predict import predict_months
 from training.boneage.tables import read_table
-from training.cli import ConfigError, exit_on_user_errors
+from training.cli import exit_on_user_errors, load_saved_model
 from training.results import write_csv, write_json
 
 
@@ -37,10 +35,8 @@ def evaluate(
     Returns:
         The metrics written to ``evaluation.json``.
     """
-    if not Path(model_path).is_file():
-        raise ConfigError(f"--model {model_path}: no such file")
+    model = load_saved_model(model_path)
     table, report = read_table(csv, image_dir or Path(csv).parent, **(columns or {}))
-    model = keras.saving.load_model(model_path, safe_mode=True)
     predicted, predicted_tta = predict_months(model, table, batch_size, tta_steps if use_tta else 0, seed)
     results = regression_metrics(table["boneage"], predicted, table["male"], prefix="test_")
     if predicted_tta is not None:

@@ -11,14 +11,13 @@ the model uses sex) or a CSV in any layout `training.boneage.tables` reads (sex 
 import argparse
 from pathlib import Path
 
-import keras
 import pandas as pd
 
 import modeling  # noqa: F401  (registers the custom layers for loading)
 from modeling.inference import predict_tta
 from training.boneage.pipeline import make_dataset
 from training.boneage.tables import parse_sex, read_table
-from training.cli import ConfigError, exit_on_user_errors
+from training.cli import ConfigError, exit_on_user_errors, load_saved_model
 from training.data.tables import DataError
 from training.results import write_csv
 
@@ -107,9 +106,7 @@ def predict(
         A DataFrame: ``image_id``, ``path``, ``male``, ``predicted_bone_age`` (and the TTA and
         true ages when known).
     """
-    if not Path(model_path).is_file():
-        raise ConfigError(f"--model {model_path}: no such file")
-    model = keras.saving.load_model(model_path, safe_mode=True)
+    model = load_saved_model(model_path)
     table = images_table(images, sex, image_dir, sex_column, id_column, on_bad_rows)
     if len(model.inputs) > 1 and table["male"].isna().any():
         raise ConfigError("this model uses sex: pass --sex M|F, or a CSV with a sex column")

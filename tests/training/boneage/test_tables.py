@@ -1,9 +1,13 @@
 """Reading bone-age CSVs of every layout, and clear errors naming the file and line."""
 
+import argparse
+
 import pandas as pd
 import pytest
 from PIL import Image
 
+from training.boneage import phantom
+from training.boneage.data_sources import load_splits, use_default_phantom
 from training.boneage.tables import detect_layout, parse_sex, read_table
 from training.data.tables import DataError
 
@@ -111,3 +115,43 @@ def test_parse_sex_codes():
     ] * 5 + [0.0] * 5
     with pytest.raises(DataError, match="unknown sex code 'unknown'"):
         parse_sex("unknown")
+
+
+def _split_args(folder, **csvs):
+    names = ("train", "val", "test")
+    return argparse.Namespace(
+        data_dir=None,
+        **{f"{name}_csv": str(csvs[name]) for name in names},
+        **{f"{name}_images": str(folder) for name in names},
+        layout="auto",
+        id_column=None,
+        age_column=None,
+        sex_column=None,
+        filename_column=None,
+        image_extension=".png",
+        on_bad_rows="raise",
+        allow_shared_images=False,
+    )
+
+
+def test_repeated_ids_are_counted_and_images_shared_by_splits_refused(folder, capsys):
+    train = write(folder, "id,boneage,male\n1,30,True\n1,30,True\n1,30,True\n2,40,False\n", "train.csv")
+    val = write(folder, "id,boneage,male\n3,50,True\n", "val.csv")
+    test = write(folder, "id,boneage,male\n2,40,False\n", "test.csv")
+    args = _split_args(folder, train=train, val=val, test=test)
+    with pytest.raises(DataError, match=r"1 images are listed in both the train split \(.*train.csv\) and the test"):
+        load_splits(args)
+    assert "train.csv: 2 rows repeat an image id already in this split (ids 1)" in capsys.readouterr().out
+    args.allow_shared_images = True
+    splits = load_splits(args)
+    assert list(splits["train"].table["id"]) == ["1", "1", "1", "2"] and len(splits["test"].table) == 1
+
+
+def test_the_cpu_preset_on_other_data_warns(folder, capsys):
+    settings = dict(preset="cpu", backbone="mobilenet_v2", weights=None, img_size=96, train_csv="t.csv")
+    use_default_phantom(argparse.Namespace(data_dir=str(folder), **settings))
+    assert "Warning: --preset cpu trains mobilenet_v2 from random weights at 96 px" in capsys.readouterr().out
+    (folder / phantom.MANIFEST).write_text("{}")  # a phantom folder, or real settings: no warning
+    use_default_phantom(argparse.Namespace(data_dir=str(folder), **settings))
+    use_default_phantom(argparse.Namespace(data_dir=None, **{**settings, "weights": "imagenet"}))
+    assert capsys.readouterr().out == ""
