@@ -21,7 +21,7 @@ import dataclasses
 from typing import ClassVar
 
 from training.cli import ConfigError
-from training.distribution import check_distribute_flags
+from training.distribution import check_distribute_flags, make_distribution
 
 
 @dataclasses.dataclass
@@ -69,6 +69,19 @@ class RunConfig:
         problem = check_distribute_flags(self.distribute, self.coordinator, self.num_processes, self.process_id)
         if problem:
             raise ConfigError(problem)
+
+    def start_distribution(self, global_batch_size):
+        """`training.distribution.make_distribution` for these flags.
+
+        Raises:
+            ConfigError: when ``global_batch_size`` cannot be split evenly across the replicas.
+        """
+        try:
+            return make_distribution(
+                self.distribute, global_batch_size, self.coordinator, self.num_processes, self.process_id
+            )
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
     @property
     def jit_compile_argument(self):

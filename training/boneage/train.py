@@ -46,7 +46,6 @@ from training.boneage.data_sources import add_data_arguments, load_splits, use_d
 from training.boneage.evaluation import agreement_figures, predictions_table, regression_metrics
 from training.boneage.pipeline import DataEpoch, make_dataset
 from training.cli import (
-    ConfigError,
     add_preset_and_verbose_arguments,
     add_scale_out_arguments,
     annotate_presets,
@@ -55,7 +54,7 @@ from training.cli import (
 )
 from training.data.augmentation import Augmentation
 from training.data.tables import DataError
-from training.distribution import dtype_policy, make_distribution, mixed_precision_policy
+from training.distribution import dtype_policy, mixed_precision_policy
 from training.results import write_csv, write_json
 from training.run_directory import RunDirectory
 
@@ -352,12 +351,8 @@ def train(config):
     """
     config = config.validated()
     started = time.time()
-    try:  # first: joining other processes must precede any other use of the devices
-        dist = make_distribution(
-            config.distribute, config.batch_size, config.coordinator, config.num_processes, config.process_id
-        )
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    # first: joining other processes must precede any other use of the devices
+    dist = config.start_distribution(config.batch_size)
     keras.utils.set_random_seed(config.seed)
     output_dir = Path(config.output_dir)
     if not dist.is_chief:

@@ -40,7 +40,7 @@ from training.cli import (
     exit_on_user_errors,
     parse_config,
 )
-from training.distribution import dtype_policy, make_distribution, mixed_precision_policy
+from training.distribution import dtype_policy, mixed_precision_policy
 from training.nodule_segmentation.analysis import analyze, overlay_grid
 from training.nodule_segmentation.config import (
     MODEL_TYPES,
@@ -251,12 +251,7 @@ def train(config):
     """
     config = config.validated()
     started = time.time()
-    try:
-        dist = make_distribution(
-            config.distribute, config.batch_size, config.coordinator, config.num_processes, config.process_id
-        )
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    dist = config.start_distribution(config.batch_size)
     if dist.num_processes > 1:
         raise ConfigError("--num_processes > 1 is not supported by train-nodule-segmentation yet; use one process")
     keras.utils.set_random_seed(config.seed)

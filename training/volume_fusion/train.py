@@ -37,7 +37,7 @@ from training.cli import (
     exit_on_user_errors,
     parse_config,
 )
-from training.distribution import dtype_policy, make_distribution, mixed_precision_policy
+from training.distribution import dtype_policy, mixed_precision_policy
 from training.results import write_csv, write_json
 from training.run_directory import RunDirectory
 from training.volume_fusion.config import MODELS, OPTIMIZERS, PRESETS, RESUME_INDEPENDENT, SELECT_BY, VolumeFusionConfig
@@ -308,12 +308,7 @@ def train(config):
     """
     config = config.validated()
     started = time.time()
-    try:
-        dist = make_distribution(
-            config.distribute, config.batch_size, config.coordinator, config.num_processes, config.process_id
-        )
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    dist = config.start_distribution(config.batch_size)
     keras.utils.set_random_seed(config.seed)
     output_dir = Path(config.output_dir)
     if not dist.is_chief:
