@@ -17,6 +17,7 @@ outputs and losses.
 
 import contextlib
 import dataclasses
+from pathlib import Path
 
 import keras
 
@@ -52,6 +53,9 @@ def check_distribute_flags(kind, coordinator=None, num_processes=1, process_id=0
     return None
 
 
+WORKER_DIR_PREFIX = "process_"  # a worker's run folder inside the chief's --output_dir
+
+
 @dataclasses.dataclass(frozen=True)
 class Distribution:
     """How one training process takes part in a run.
@@ -80,6 +84,11 @@ class Distribution:
 
     def per_process_batch(self, global_batch_size):
         return global_batch_size // self.num_processes
+
+    def output_dir(self, output_dir):
+        """This process's run folder: ``output_dir`` for the chief, ``output_dir/process_<i>`` for worker i."""
+        output_dir = Path(output_dir)
+        return output_dir if self.is_chief else output_dir / f"{WORKER_DIR_PREFIX}{self.process_id}"
 
 
 def make_distribution(kind, global_batch_size, coordinator=None, num_processes=1, process_id=0):

@@ -166,7 +166,6 @@ def parse_args(argv=None):
 
 
 # Processes other than 0 of a multi-process run keep their checkpoints and logs in OUTPUT_DIR/process_<i>.
-WORKER_DIR_PREFIX = "process_"
 COMMAND = "train-boneage"
 PHASES = ("phase1", "phase2")
 
@@ -354,9 +353,7 @@ def train(config):
     # first: joining other processes must precede any other use of the devices
     dist = config.start_distribution(config.batch_size)
     keras.utils.set_random_seed(config.seed)
-    output_dir = Path(config.output_dir)
-    if not dist.is_chief:
-        output_dir = output_dir / f"{WORKER_DIR_PREFIX}{dist.process_id}"
+    output_dir = dist.output_dir(config.output_dir)
     run_files = RunFiles(open_run_directory(config, output_dir), config)
     splits, target_mean, target_std = prepare_data(config, dist)
     policy = mixed_precision_policy() if config.mixed_precision else None

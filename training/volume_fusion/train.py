@@ -45,7 +45,6 @@ from training.volume_fusion.data import augmentation, load_splits, make_dataset,
 
 SYSTEM = "volume_fusion"
 COMMAND = "train-volume-fusion"
-WORKER_DIR_PREFIX = "process_"
 
 
 def build_parser():
@@ -310,9 +309,7 @@ def train(config):
     started = time.time()
     dist = config.start_distribution(config.batch_size)
     keras.utils.set_random_seed(config.seed)
-    output_dir = Path(config.output_dir)
-    if not dist.is_chief:
-        output_dir = output_dir / f"{WORKER_DIR_PREFIX}{dist.process_id}"
+    output_dir = dist.output_dir(config.output_dir)
     run_files = RunFiles(
         RunDirectory(output_dir, COMMAND, config.to_dict(), config.overwrite, resume_independent=RESUME_INDEPENDENT)
     )
