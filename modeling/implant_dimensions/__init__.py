@@ -1,6 +1,6 @@
 """The implant_dimensions system's models (registered when this package is imported)."""
 
-from modeling.implant_dimensions.layers import ClassToken, WeightedConcatenation
+from modeling.implant_dimensions.layers import ClassToken, Destandardize, WeightedConcatenation
 from modeling.implant_dimensions.models import (
     ATTENTION_TYPES,
     DIMENSIONS,
@@ -25,6 +25,7 @@ __all__ = [
     "TARGETS",
     "TASK_OUTPUTS",
     "ClassToken",
+    "Destandardize",
     "WeightedConcatenation",
     "baseline_regression",
     "dual_embedding_regression",

@@ -1,5 +1,5 @@
-"""The two weight-free operations of the implant-dimension models: the class token, and the
-attention-weighted concatenation of several sources."""
+"""The weight-free operations of the implant-dimension models: the class token, the
+attention-weighted concatenation of several sources, and the destandardisation of the head."""
 
 import keras
 from keras import ops
@@ -48,3 +48,34 @@ class WeightedConcatenation(keras.layers.Layer):
         _, *sources = input_shape
         widths = [shape[-1] for shape in sources]
         return (sources[0][0], None if None in widths else sum(widths))
+
+
+@keras.saving.register_keras_serializable(package="medfusion")
+class Destandardize(keras.layers.Layer):
+    """``x * std + mean`` per column: a head that predicts standardised targets, returned in their units.
+
+    Args:
+        mean, std: one value per output column (e.g. the training split's length and diameter in mm).
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = Destandardize(mean=[11.0, 4.0], std=[2.0, 0.5])
+    >>> keras.ops.convert_to_numpy(layer(np.array([[1.0, -2.0]], "float32"))).tolist()
+    [[13.0, 3.0]]
+    """
+
+    def __init__(self, mean, std, **kwargs):
+        super().__init__(**kwargs)
+        self.mean, self.std = [float(v) for v in mean], [float(v) for v in std]
+        if len(self.mean) != len(self.std) or min(self.std) <= 0:
+            raise ValueError(f"Destandardize needs one mean and one positive std per column; got {mean}, {std}")
+
+    def call(self, inputs):
+        return inputs * ops.convert_to_tensor(self.std, inputs.dtype) + ops.convert_to_tensor(self.mean, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "std": self.std}

@@ -33,7 +33,7 @@ Example:
 import keras
 
 from modeling.backbones.hub import VIT_SIZES
-from modeling.implant_dimensions.layers import WeightedConcatenation
+from modeling.implant_dimensions.layers import Destandardize, WeightedConcatenation
 from modeling.implant_dimensions.vit import vit_class_token
 from modeling.registry import register_model
 
@@ -145,15 +145,22 @@ def fuse(features, company, model=None, attention_type="triple"):
     return fused, {"embed_attention_weights": embed_weights, "feature_attention_weights": feature_weights}
 
 
-def regression_head(fused, task="both"):
-    """Dense 512 + ReLU + Dropout 0.3 -> Dense 256 + ReLU + Dropout 0.2 -> Dense 2 (or 1), in mm."""
+def regression_head(fused, task="both", target_statistics=None):
+    """Dense 512 + ReLU + Dropout 0.3 -> Dense 256 + ReLU + Dropout 0.2 -> Dense 2 (or 1), in mm.
+
+    With ``target_statistics = (means, stds)`` (one per output, in mm) the last Dense predicts
+    standardised sizes and a `Destandardize` layer named ``dimensions`` returns them in mm.
+    """
     if task not in TASK_OUTPUTS:
         raise ValueError(f"Unknown task {task!r}; choose one of {sorted(TASK_OUTPUTS)}.")
     x = keras.layers.Dense(512, activation="relu", name="regression_dense_1")(fused)
     x = keras.layers.Dropout(0.3, name="regression_dropout_1")(x)
     x = keras.layers.Dense(256, activation="relu", name="regression_dense_2")(x)
     x = keras.layers.Dropout(0.2, name="regression_dropout_2")(x)
-    return keras.layers.Dense(TASK_OUTPUTS[task], name=DIMENSIONS)(x)
+    if target_statistics is None:
+        return keras.layers.Dense(TASK_OUTPUTS[task], name=DIMENSIONS)(x)
+    x = keras.layers.Dense(TASK_OUTPUTS[task], name="standardised_dimensions")(x)
+    return Destandardize(*target_statistics, dtype="float32", name=DIMENSIONS)(x)  # mm in float32
 
 
 def fusion_regressor(feature_dim, company_embed_dim=None, model_embed_dim=None, attention_type="triple", task="both"):
@@ -227,6 +234,7 @@ def dual_embedding_regression(
     model_model=None,
     vit_overrides=None,
     named_outputs=True,
+    target_statistics=None,
 ):
     """Image -> implant dimensions from a company and a model-type embedding model (see the module docstring).
 
@@ -238,6 +246,7 @@ def dual_embedding_regression(
         company_model, model_model: pretrained `embedding_model` s to start from (copied, all weights).
         named_outputs: return ``{"dimensions", <attention weights>}``; ``False``: the dimensions alone
             (the attention layers keep their names, e.g. ``attention_weights``).
+        target_statistics: ``(means, stds)`` of the targets in mm, or None (see `regression_head`).
     """
     embeddings = _embeddings(
         {"company": company_model, "model": model_model},
@@ -251,7 +260,8 @@ def dual_embedding_regression(
     company = embeddings["company"](image)
     model = embeddings["model"](image)
     fused, attention = fuse(company["features"], company["embedding"], model["embedding"], attention_type)
-    return keras.Model(image, _outputs(regression_head(fused, task), attention, named_outputs), name="dual_embedding")
+    head = regression_head(fused, task, target_statistics)
+    return keras.Model(image, _outputs(head, attention, named_outputs), name="dual_embedding")
 
 
 @register_model("implant_dimensions/single_embedding")
@@ -265,25 +275,40 @@ def single_embedding_regression(
     company_model=None,
     vit_overrides=None,
     named_outputs=True,
+    target_statistics=None,
 ):
-    """Image -> implant dimensions from one (company) embedding model; attention over ``[f; c]``."""
+    """Image -> implant dimensions from one (company) embedding model; attention over ``[f; c]``.
+
+    Arguments as `dual_embedding_regression`'s; ``use_attention=False`` concatenates ``[f; c]``.
+    """
     embeddings = _embeddings(
         {"company": company_model}, {"company": embed_dim}, image_size, model_size, weights, vit_overrides
     )
     image = keras.Input((image_size, image_size, 3), name="image")
     company = embeddings["company"](image)
     fused, attention = fuse(company["features"], company["embedding"], None, "triple" if use_attention else "none")
-    return keras.Model(image, _outputs(regression_head(fused, task), attention, named_outputs), name="single_embedding")
+    head = regression_head(fused, task, target_statistics)
+    return keras.Model(image, _outputs(head, attention, named_outputs), name="single_embedding")
 
 
 @register_model("implant_dimensions/baseline")
 def baseline_regression(
-    image_size=224, model_size="base", task="both", weights=None, vit_overrides=None, named_outputs=True
+    image_size=224,
+    model_size="base",
+    task="both",
+    weights=None,
+    vit_overrides=None,
+    named_outputs=True,
+    target_statistics=None,
 ):
-    """Image -> implant dimensions from the ViT features alone (no embeddings): the baseline."""
+    """Image -> implant dimensions from the ViT features alone (no embeddings): the baseline.
+
+    Arguments as `dual_embedding_regression`'s.
+    """
     image = keras.Input((image_size, image_size, 3), name="image")
     features = vit_class_token(image, model_size, weights, **(vit_overrides or {}))
-    return keras.Model(image, _outputs(regression_head(features, task), {}, named_outputs), name="baseline")
+    head = regression_head(features, task, target_statistics)
+    return keras.Model(image, _outputs(head, {}, named_outputs), name="baseline")
 
 
 def _outputs(dimensions, attention, named_outputs):

@@ -7,6 +7,7 @@ from modeling.implant_dimensions import ATTENTION_TYPES, TASK_OUTPUTS
 from training.cli import ConfigError
 from training.config import RunConfig
 
+EMBEDDINGS = ("dual", "company", "none")
 ORIGINAL_PRESET = {  # train_dual_embeddings_regression.py and train_company_classifier_hpo.py
     "model_size": "base",
     "image_size": 224,
@@ -15,12 +16,15 @@ ORIGINAL_PRESET = {  # train_dual_embeddings_regression.py and train_company_cla
     "vit_hidden_dim": None,
     "company_embed_dim": 256,
     "model_embed_dim": 256,
+    "lr": 1e-4,
     "epochs": 100,
     "pretrain_epochs": 75,
     "batch_size": 32,
     "warmup_epochs": 5,
     "unfreeze_epoch": 20,
     "full_unfreeze_epoch": 40,
+    "company_lr_multiplier": 0.1,
+    "model_lr_multiplier": 0.1,
     "output_dir": "runs/implant_dimensions_original",
 }
 
@@ -31,6 +35,8 @@ class ImplantConfig(RunConfig):
 
     With no ``train_json`` the embedded synthetic dataset is built in ``data_dir``; with no
     ``company_checkpoint`` / ``model_checkpoint`` the two embedding models are pretrained first.
+    ``embeddings`` picks the regressor: "dual" (the seed's), "company" (the single-embedding
+    variant) or "none" (the baseline, no pretraining).
     """
 
     PRESETS: ClassVar[dict] = {"cpu": {}, "original": ORIGINAL_PRESET}
@@ -42,6 +48,7 @@ class ImplantConfig(RunConfig):
     data_dir: str = "data/implant_phantom"
     company_checkpoint: str | None = None
     model_checkpoint: str | None = None
+    embeddings: str = "dual"
     attention_type: str = "triple"
     task: str = "both"
     model_size: str = "tiny"
@@ -51,16 +58,19 @@ class ImplantConfig(RunConfig):
     vit_hidden_dim: int | None = 64
     company_embed_dim: int = 32
     model_embed_dim: int = 32
-    epochs: int = 12
+    # The CPU preset's ViTs start from random weights (the original fine-tunes ImageNet ones): the
+    # regressor's higher learning rate, and the embedding models unfrozen early at the full rate.
+    epochs: int = 20
     pretrain_epochs: int = 8
+    pretrain_lr: float = 1e-4
     batch_size: int = 32
-    lr: float = 1e-4
+    lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_epochs: int = 2
-    unfreeze_epoch: int = 4
-    full_unfreeze_epoch: int = 8
-    company_lr_multiplier: float = 0.1
-    model_lr_multiplier: float = 0.1
+    unfreeze_epoch: int = 2
+    full_unfreeze_epoch: int = 3
+    company_lr_multiplier: float = 1.0
+    model_lr_multiplier: float = 1.0
     select_by: str = "val_loss"
     seed: int = 42
     output_dir: str = "runs/implant_dimensions_cpu"
@@ -72,6 +82,8 @@ class ImplantConfig(RunConfig):
         config = dataclasses.replace(self)
         if config.attention_type not in ATTENTION_TYPES:
             raise ConfigError(f"--attention_type must be one of {ATTENTION_TYPES}; got {config.attention_type!r}")
+        if config.embeddings not in EMBEDDINGS:
+            raise ConfigError(f"--embeddings must be one of {EMBEDDINGS}; got {config.embeddings!r}")
         if config.task not in TASK_OUTPUTS:
             raise ConfigError(f"--task must be one of {sorted(TASK_OUTPUTS)}; got {config.task!r}")
         if config.select_by not in ("val_loss", "avg_mae"):
@@ -84,8 +96,8 @@ class ImplantConfig(RunConfig):
                 f"--unfreeze_epoch ({config.unfreeze_epoch}) must be >= 1 and <= --full_unfreeze_epoch "
                 f"({config.full_unfreeze_epoch})"
             )
-        if config.lr <= 0 or config.weight_decay < 0:
-            raise ConfigError("--lr must be > 0 and --weight_decay >= 0")
+        if min(config.lr, config.pretrain_lr) <= 0 or config.weight_decay < 0:
+            raise ConfigError("--lr and --pretrain_lr must be > 0 and --weight_decay >= 0")
         config.check_scale_out()
         return config
 

@@ -116,7 +116,17 @@ def label_indices(table, vocabulary, key):
 
 
 def make_dataset(
-    table, image_size, batch_size, targets=None, labels=None, training=False, seed=0, strong_augmentation=False
+    table,
+    image_size,
+    batch_size,
+    targets=None,
+    labels=None,
+    training=False,
+    seed=0,
+    strong_augmentation=False,
+    num_shards=1,
+    shard_index=0,
+    drop_remainder=False,
 ):
     """A `tf.data.Dataset` of ImageNet-normalised RGB images and targets.
 
@@ -127,6 +137,8 @@ def make_dataset(
         labels: class indices (`label_indices`) instead of ``targets``, or None (images only).
         training: random crop, flip, rotation, brightness and contrast; else resize + centre crop.
         strong_augmentation: the pretraining's (rotation 15 deg, brightness/contrast 0.3).
+        num_shards, shard_index: this process's part of the entries in a multi-process run.
+        drop_remainder: drop a last partial batch (data-parallel batches must split evenly).
     """
     import tensorflow as tf
 
@@ -152,6 +164,8 @@ def make_dataset(
 
     paths = tf.constant(table["path"].tolist())
     dataset = tf.data.Dataset.from_tensor_slices((paths, tf.range(len(table), dtype=tf.int64)))
+    if num_shards > 1:
+        dataset = dataset.shard(num_shards, shard_index)
     if training:
         dataset = dataset.shuffle(len(table), seed=seed, reshuffle_each_iteration=True)
     outputs = {}
@@ -164,7 +178,7 @@ def make_dataset(
         image = tf.ensure_shape(load(path, index), (image_size, image_size, 3))
         return image, index
 
-    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+    dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder)
 
     def finish(images, index):
         if training:

@@ -10,12 +10,11 @@ import argparse
 import json
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 
 from modeling.implant_dimensions import DIMENSIONS, TARGETS
-from training.cli import exit_on_user_errors
+from training.cli import exit_on_user_errors, load_saved_model
 from training.data.tables import DataError, RowProblem, check_image_file
 from training.implant_dimensions.data import make_dataset, sanitize_company
 from training.results import write_csv
@@ -68,9 +67,7 @@ def main(argv=None):
     parser.add_argument("--output", default="predictions.csv")
     args = parser.parse_args(argv)
     with exit_on_user_errors():
-        if not Path(args.model).is_file():
-            raise DataError(f"Model file not found: {args.model}")
-        model = keras.saving.load_model(args.model, safe_mode=True)
+        model = load_saved_model(args.model)
         table = predict(model, read_images(args.json, args.image_root))
         write_csv(args.output, table)
         print(f"{len(table)} predictions written to {args.output}")

@@ -27,16 +27,20 @@ from modeling.implant_dimensions import (
     DIMENSIONS,
     EMBEDDING_NAMES,
     TARGETS,
+    baseline_regression,
     dual_embedding_regression,
     embedding_classifier,
+    single_embedding_regression,
 )
 from training.cli import (
     ConfigError,
     add_preset_and_verbose_arguments,
+    add_scale_out_arguments,
     annotate_presets,
     exit_on_user_errors,
     parse_config,
 )
+from training.distribution import dtype_policy, mixed_precision_policy
 from training.implant_dimensions.config import ImplantConfig
 from training.implant_dimensions.data import label_indices, make_dataset, read_split, vocabularies
 from training.implant_dimensions.phantom import make_phantom
@@ -44,19 +48,22 @@ from training.results import write_json
 from training.run_directory import RunDirectory
 
 COMMAND = "train-implant-dimensions"
+SCALE_OUT_FIELDS = ("distribute", "coordinator", "num_processes", "process_id", "mixed_precision", "jit_compile")
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     add_preset_and_verbose_arguments(parser, ImplantConfig.PRESETS)
     for field in dataclasses.fields(ImplantConfig):
-        if field.name in ("preset", "verbose", "distribute", "coordinator", "num_processes", "process_id"):
+        if field.name in ("preset", "verbose", *SCALE_OUT_FIELDS):
             continue
-        kind = field.type if field.type in (int, float, str, bool) else typing.get_args(field.type)[0]
-        if kind is bool:
+        if field.type is bool:
             parser.add_argument(f"--{field.name}", action=argparse.BooleanOptionalAction)
-        else:
-            parser.add_argument(f"--{field.name}", type=_optional(kind))
+        elif field.type in (int, float, str):  # "none" is a value here (e.g. --attention_type none)
+            parser.add_argument(f"--{field.name}", type=field.type)
+        else:  # optional fields: "none" means None
+            parser.add_argument(f"--{field.name}", type=_optional(typing.get_args(field.type)[0]))
+    add_scale_out_arguments(parser)
     annotate_presets(parser, {name: ImplantConfig.from_preset(name).to_dict() for name in ImplantConfig.PRESETS})
     return parser
 
@@ -80,14 +87,14 @@ def warmup_cosine_factor(epoch, warmup_epochs, epochs):
     return 0.5 * (1 + math.cos(math.pi * (epoch - warmup_epochs) / max(1, epochs - warmup_epochs)))
 
 
-def _schedule(config, epochs):
+def _schedule(config, epochs, lr):
     return keras.callbacks.LearningRateScheduler(
-        lambda epoch, _: config.lr * warmup_cosine_factor(epoch, config.warmup_epochs, epochs)
+        lambda epoch, _: lr * warmup_cosine_factor(epoch, config.warmup_epochs, epochs)
     )
 
 
-def _optimizer(config):
-    return keras.optimizers.AdamW(config.lr, weight_decay=config.weight_decay, clipnorm=1.0)
+def _optimizer(config, lr):
+    return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, clipnorm=1.0)
 
 
 class RegressionReport(keras.callbacks.Callback):
@@ -137,7 +144,25 @@ def prepare_splits(config):
     return splits
 
 
-def pretrain(config, run, splits, vocabulary, target):
+def _datasets(config, splits, dist, names, **options):
+    """``{name: make_dataset(...)}`` of this process's shard; data-parallel batches split evenly."""
+    return {
+        name: make_dataset(
+            splits[name].table,
+            config.image_size,
+            dist.per_process_batch(config.batch_size),
+            training=name == "train",
+            seed=config.seed,
+            num_shards=dist.num_processes,
+            shard_index=dist.process_id,
+            drop_remainder=dist.kind == "data_parallel",
+            **{key: value(name) if callable(value) else value for key, value in options.items()},
+        )
+        for name in names
+    }
+
+
+def pretrain(config, run, splits, vocabulary, target, dist):
     """Pretrain the ``target`` ("company" or "model") embedding classifier; returns its embedding model.
 
     Cross-entropy with unknown labels (-1) ignored, AdamW, warmup + cosine, clipnorm 1, the stronger
@@ -156,23 +181,13 @@ def pretrain(config, run, splits, vocabulary, target):
         vit_overrides=config.vit_overrides,
     )
     model.compile(
-        _optimizer(config),
+        _optimizer(config, config.pretrain_lr),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1),
         metrics=["accuracy"],
         jit_compile=config.jit_compile_argument,
     )
-    data = {
-        name: make_dataset(
-            splits[name].table,
-            config.image_size,
-            config.batch_size,
-            labels=label_indices(splits[name].table, vocabulary[target], target),
-            training=name == "train",
-            seed=config.seed,
-            strong_augmentation=True,
-        )
-        for name in ("train", "val")
-    }
+    labels = {name: label_indices(splits[name].table, vocabulary[target], target) for name in ("train", "val")}
+    data = _datasets(config, splits, dist, ("train", "val"), labels=labels.get, strong_augmentation=True)
     best = keras.callbacks.ModelCheckpoint(
         run.file(f"pretrain_{target}.weights.h5"),
         monitor="val_accuracy",
@@ -186,7 +201,7 @@ def pretrain(config, run, splits, vocabulary, target):
         validation_data=data["val"],
         epochs=config.pretrain_epochs,
         verbose=_verbosity(),
-        callbacks=[_schedule(config, config.pretrain_epochs), best],
+        callbacks=[_schedule(config, config.pretrain_epochs, config.pretrain_lr), best],
     )
     model.load_weights(best.filepath)
     embedding = model.get_layer("embedding")
@@ -198,72 +213,68 @@ def _verbosity():
     return 1 if sys.stdout.isatty() else 2
 
 
-def train(config):
-    """Pretrain (if needed), train and evaluate one run; returns the ``results.json`` contents.
+def target_statistics(table, targets):
+    """Means and standard deviations (ddof 0; 1 where constant) of the training targets, in mm."""
+    values = table[list(targets)].to_numpy("float64")
+    stds = values.std(axis=0)
+    return [float(v) for v in values.mean(axis=0)], [float(v) if v > 0 else 1.0 for v in stds]
+
+
+def build_regressor(config, sources, statistics):
+    """The regressor ``config.embeddings`` names, on the given pretrained embedding models.
 
     Args:
-        config: an `ImplantConfig` (e.g. ``ImplantConfig.from_preset("cpu", epochs=2)``).
+        config: the run's `ImplantConfig`.
+        sources: ``{"company": model, "model": model}`` embedding models (only those it uses).
+        statistics: `target_statistics` of the training split (the head predicts standardised sizes).
     """
-    config = config.validated()
-    started = time.time()
-    keras.utils.set_random_seed(config.seed)
-    run = RunDirectory(
-        config.output_dir,
-        COMMAND,
-        config.to_dict(),
-        overwrite=config.overwrite,
-        resume_independent=("overwrite", "verbose"),
+    common = dict(
+        image_size=config.image_size,
+        model_size=config.model_size,
+        task=config.task,
+        vit_overrides=config.vit_overrides,
+        target_statistics=statistics,
     )
-    splits = prepare_splits(config)
-    vocabulary = vocabularies(splits["train"], splits["val"])
-    write_json(run.file("vocabulary.json"), vocabulary)
-    sources = {}
-    for target, flag in (("company", config.company_checkpoint), ("model", config.model_checkpoint)):
-        sources[target] = (
-            keras.saving.load_model(flag, safe_mode=True) if flag else pretrain(config, run, splits, vocabulary, target)
-        )
-    targets = TARGETS[config.task]
     try:
-        model = dual_embedding_regression(
-            image_size=config.image_size,
-            model_size=config.model_size,
+        if config.embeddings == "none":
+            return baseline_regression(**common)
+        if config.embeddings == "company":
+            return single_embedding_regression(
+                use_attention=config.attention_type != "none", company_model=sources["company"], **common
+            )
+        return dual_embedding_regression(
             attention_type=config.attention_type,
-            task=config.task,
             company_model=sources["company"],
             model_model=sources["model"],
-            vit_overrides=config.vit_overrides,
+            **common,
         )
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    model.compile(_optimizer(config), loss={DIMENSIONS: "mse"}, jit_compile=config.jit_compile_argument)
-    data = {
-        name: make_dataset(
-            split.table,
-            config.image_size,
-            config.batch_size,
-            targets=targets,
-            training=name == "train",
-            seed=config.seed,
-        )
-        for name, split in splits.items()
-    }
+
+
+def fit(config, run, splits, vocabulary, dist):
+    """Pretrain what is missing, then train the regressor; returns its `BackboneFreezer` (None: baseline)."""
+    kinds = {"dual": ("company", "model"), "company": ("company",), "none": ()}[config.embeddings]
+    sources = {}
+    for target in kinds:
+        flag = config.company_checkpoint if target == "company" else config.model_checkpoint
+        if flag:
+            sources[target] = keras.saving.load_model(flag, safe_mode=True)
+        else:
+            sources[target] = pretrain(config, run, splits, vocabulary, target, dist)
+    targets = TARGETS[config.task]
+    model = build_regressor(config, sources, target_statistics(splits["train"].table, targets))
+    model.compile(_optimizer(config, config.lr), loss={DIMENSIONS: "mse"}, jit_compile=config.jit_compile_argument)
+    data = _datasets(config, splits, dist, ("train", "val"), targets=targets)
     multipliers = {"company": config.company_lr_multiplier, "model": config.model_lr_multiplier}
-    freezer = BackboneFreezer(
-        submodels={
-            EMBEDDING_NAMES[kind]: {
-                "schedule": {config.unfreeze_epoch - 1: 0.5, config.full_unfreeze_epoch - 1: 1.0},
-                "lr_multiplier": multipliers[kind],
-            }
-            for kind in ("company", "model")
-        },
-        freeze_batchnorm=False,
-        verbose=1,
-    )
+    schedule = {config.unfreeze_epoch - 1: 0.5, config.full_unfreeze_epoch - 1: 1.0}
+    submodels = {EMBEDDING_NAMES[k]: {"schedule": schedule, "lr_multiplier": multipliers[k]} for k in kinds}
+    freezer = BackboneFreezer(submodels=submodels, freeze_batchnorm=False, verbose=1) if kinds else None
     monitor = "val_loss" if config.select_by == "val_loss" else "val_avg_mae"
     callbacks = with_training_state(  # exact resume: optimizer across the unfreeze rebuild, callback state
         [
-            freezer,
-            _schedule(config, config.epochs),
+            *([freezer] if kinds else []),
+            _schedule(config, config.epochs, config.lr),
             RegressionReport(data["val"], targets),
             keras.callbacks.ModelCheckpoint(run.file("best.keras"), monitor=monitor, mode="min", save_best_only=True),
             keras.callbacks.CSVLogger(run.file("training_log.csv"), append=True),
@@ -271,19 +282,53 @@ def train(config):
         ],
         run.folder("backup"),
     )
-    print(f"Training the dual-embedding regressor ({config.attention_type} attention, {config.epochs} epochs)")
+    print(f"Training the {model.name} regressor ({config.attention_type} attention, {config.epochs} epochs)")
     model.fit(
         data["train"], validation_data=data["val"], epochs=config.epochs, verbose=_verbosity(), callbacks=callbacks
     )
-    best = keras.saving.load_model(run.file("best.keras"), safe_mode=True)
+    return freezer
+
+
+def train(config):
+    """Pretrain (if needed), train and evaluate one run; returns the ``results.json`` contents.
+
+    Args:
+        config: an `ImplantConfig` (e.g. ``ImplantConfig.from_preset("cpu", epochs=4)``).
+    """
+    config = config.validated()
+    started = time.time()
+    dist = config.start_distribution(config.batch_size)
+    keras.utils.set_random_seed(config.seed)
+    output_dir = dist.output_dir(config.output_dir)
+    run = RunDirectory(
+        output_dir, COMMAND, config.to_dict(), overwrite=config.overwrite, resume_independent=("overwrite", "verbose")
+    )
+    splits = prepare_splits(config)
+    vocabulary = vocabularies(splits["train"], splits["val"])
+    write_json(run.file("vocabulary.json"), vocabulary)
+    policy = mixed_precision_policy() if config.mixed_precision else None
+    with dtype_policy(policy), dist.scope():
+        freezer = fit(config, run, splits, vocabulary, dist)
+    targets = TARGETS[config.task]
     results = {"config": config.to_dict(), "vocabulary_sizes": {k: len(v) for k, v in vocabulary.items()}}
+    results.update(
+        backend=keras.backend.backend(),
+        distribute=config.distribute,
+        replicas=dist.replicas,
+        num_processes=dist.num_processes,
+        process_id=dist.process_id,
+        mixed_precision=policy,
+    )
     results["skipped"] = {name: split.report.as_dict()["skipped"] for name, split in splits.items()}
-    for name in ("val", "test"):
-        if name in data:
+    best = keras.saving.load_model(run.file("best.keras"), safe_mode=True)
+    for name in ("val", "test") if dist.is_chief else ():
+        if name in splits:
+            data = make_dataset(splits[name].table, config.image_size, config.batch_size, targets=targets)
             truth = splits[name].table[list(targets)].to_numpy("float32")
-            predicted = best.predict(data[name].map(lambda x, y: x), verbose=0)[DIMENSIONS]
+            predicted = best.predict(data.map(lambda x, y: x), verbose=0)[DIMENSIONS]
             results.update(regression_metrics(truth, predicted, targets, prefix=f"{name}_"))
-    results["unfreezing"] = {k: [list(c) for c in v] for k, v in freezer.submodel_changes.items()}
+    changes = freezer.submodel_changes if freezer else {}
+    results["unfreezing"] = {k: [list(c) for c in v] for k, v in changes.items()}
     results["wall_seconds"] = round(time.time() - started, 1)
     write_json(run.file("results.json"), results)
     run.finish(epochs_trained=config.epochs)

@@ -6,6 +6,7 @@ import pytest
 
 from modeling.implant_dimensions import (
     DIMENSIONS,
+    baseline_regression,
     dual_embedding_regression,
     embedding_classifier,
     embedding_model,
@@ -79,3 +80,12 @@ def test_the_block_by_block_vit_computes_keras_hubs_vit_backbone(tmp_path):
     expected = keras.ops.convert_to_numpy(hub(IMAGES))[:, 0]
     got = ours.predict(IMAGES, verbose=0)["features"]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_head_with_target_statistics_returns_std_times_its_prediction_plus_mean_after_a_round_trip(tmp_path):
+    model = baseline_regression(target_statistics=([11.0, 4.0], [2.0, 0.5]), **SMALL)
+    standardised = keras.Model(model.input, model.get_layer("standardised_dimensions").output).predict(IMAGES)
+    np.testing.assert_allclose(model.predict(IMAGES)[DIMENSIONS], standardised * [2.0, 0.5] + [11.0, 4.0], 1e-5)
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(again.predict(IMAGES)[DIMENSIONS], model.predict(IMAGES)[DIMENSIONS], 1e-5)
