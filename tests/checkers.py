@@ -1,9 +1,15 @@
 """Reusable checks for layers and models (in the spirit of keras-hub's TestCase)."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run_serialization_test(instance):
@@ -76,3 +82,25 @@ def tiny_backbone(include_top=False, weights=None, input_shape=(32, 32, 3)):
     x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
     x = keras.layers.Conv2D(24, 3, strides=2, padding="same", activation="relu")(x)
     return keras.Model(image, x, name="tiny_backbone")
+
+
+def run_on_two_jax_cpu_devices(command, timeout=600):
+    """Run ``[python, *command]`` from the repository under JAX with two logical CPU devices.
+
+    Args:
+        command: what follows the interpreter, e.g. ``["-m", "training.x.train", "--epochs", "1"]``.
+
+    Returns:
+        The completed process (it must have exited with 0; its output tails are the failure message).
+    """
+    env = {
+        "KERAS_BACKEND": "jax",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(REPO),
+    }
+    completed = subprocess.run(
+        [sys.executable, *command], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return completed

@@ -12,6 +12,7 @@ training.cli.ConfigError: Unknown key 'studnet_lr' in section 'training'; did yo
 
 import dataclasses
 import difflib
+from pathlib import Path
 from typing import ClassVar
 
 from modeling.fusion import canonical_fusion_type
@@ -155,9 +156,11 @@ class FusionConfig(RunConfig):
     p_txt: float = 0.3
     inference_routing: str = "argmax"
     loss_type: str = "combined"
+    teacher_model: str | None = None  # a trained teacher (.keras) to distil from: no teacher phase
+    modalities: str = "both"  # "image" or "text": the single-modality baselines (the other one blanked)
     train_teacher_projections: bool = True
-    teacher_epochs: int = 4
-    student_epochs: int = 6
+    teacher_epochs: int = 8
+    student_epochs: int = 10
     teacher_lr: float = 3e-4
     student_lr: float = 1e-3
     batch_size: int = 16
@@ -168,7 +171,7 @@ class FusionConfig(RunConfig):
     seed: int = 0
     dataset: str = "wound"
     data_root: str | None = None  # None: the embedded synthetic data, written into the run folder
-    samples: int = 300
+    samples: int = 600
     image_size: int = 32
     patch_size: int = 8
     max_length: int = 32
@@ -192,6 +195,12 @@ class FusionConfig(RunConfig):
                 )
         if self.loss_type not in LOSS_DEFAULTS:
             raise ConfigError(f"--loss_type must be one of {sorted(LOSS_DEFAULTS)}; got {self.loss_type!r}.")
+        if self.num_processes > 1:
+            raise ConfigError("--num_processes > 1 is not supported by this command yet; use one process.")
+        if self.modalities not in ("both", "image", "text"):
+            raise ConfigError(f"--modalities must be 'both', 'image' or 'text'; got {self.modalities!r}.")
+        if self.teacher_model is not None and not Path(self.teacher_model).is_file():
+            raise ConfigError(f"--teacher_model {self.teacher_model!r} is not a file.")
         if self.dataset not in ("wound", "medpix"):
             raise ConfigError(f"--dataset must be 'wound' or 'medpix'; got {self.dataset!r}.")
         for field in ("teacher_epochs", "student_epochs", "batch_size", "image_size", "max_length"):

@@ -2,6 +2,7 @@
 WordPiece tokens from keras-hub (`BertTokenizer` + `MultiSegmentPacker`), teacher and student apart."""
 
 import keras_hub
+import numpy as np
 import tensorflow as tf
 
 RESERVED = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -36,18 +37,32 @@ def load_image(path, image_size):
     return (image / 255.0 - 0.5) / 0.5
 
 
-def dataset(paths, texts, labels, image_size, encoders, batch_size=16, shuffle=False, seed=0):
+def dataset(
+    paths, texts, labels, image_size, encoders, batch_size=16, shuffle=False, seed=0, blank=None, multiple_of=1
+):
     """Batches of ``(inputs, {logits_modality, logits_location})``.
 
     Args:
         encoders: ``{input prefix: text_encoder}``: ``{"": student}`` or ``{"": student, "teacher_": teacher}``.
+        blank: "image" (all zeros) or "text" (an empty caption): single-modality baselines.
+        multiple_of: every batch's size must divide by it (the replicas): a shuffled (training) split
+            drops its last partial batch; other splits repeat their last sample (trim the predictions).
     """
-    data = tf.data.Dataset.from_tensor_slices((list(paths), list(texts), tuple(labels)))
+    paths, texts, labels = list(paths), list(texts), tuple(np.asarray(task) for task in labels)
+    extra = -len(paths) % multiple_of if not shuffle else 0
+    if extra:
+        paths, texts = paths + paths[-1:] * extra, texts + texts[-1:] * extra
+        labels = tuple(np.concatenate([task, np.repeat(task[-1:], extra)]) for task in labels)
+    data = tf.data.Dataset.from_tensor_slices((paths, texts, labels))
     if shuffle:
         data = data.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
 
     def prepare(path, text, task_labels):
         image = load_image(path, image_size)
+        if blank == "image":
+            image = tf.zeros_like(image)
+        if blank == "text":
+            text = tf.constant("")
         inputs = {"images": image}
         for prefix, encoder in encoders.items():
             inputs.update({prefix + key: value[0] for key, value in encoder(text[None]).items()})
@@ -55,4 +70,5 @@ def dataset(paths, texts, labels, image_size, encoders, batch_size=16, shuffle=F
                 inputs[prefix + "images"] = image
         return inputs, {"logits_modality": task_labels[0], "logits_location": task_labels[1]}
 
-    return data.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2)
+    batches = data.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    return batches.batch(batch_size, drop_remainder=shuffle and multiple_of > 1).prefetch(2)

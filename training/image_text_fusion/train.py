@@ -2,20 +2,22 @@
 
 Python API: ``train(FusionConfig(...))`` returns the results dict (also ``results.json``). Command:
 ``python -m training.image_text_fusion.train [--preset cpu|original] [--config run.yaml] [--flags]``.
-A killed run resumes from its last epoch (``BackupAndRestore``) when started again with the same
+A killed run resumes from its last epoch (``TrainingStateBackup``) when started again with the same
 settings and ``--output_dir``.
 """
 
 import argparse
 import json
+import shutil
 
 import keras
 import numpy as np
 
+from callbacks import with_training_state
 from modeling.image_text_fusion import LOGITS, fusion_classifier
 from modeling.image_text_fusion.distillation import TEACHER_PREFIX, distillation_model
-from training.cli import ConfigError, add_preset_and_verbose_arguments, add_scale_out_arguments, exit_on_user_errors
-from training.distribution import dtype_policy, make_distribution, mixed_precision_policy
+from training.cli import add_preset_and_verbose_arguments, add_scale_out_arguments, exit_on_user_errors
+from training.distribution import dtype_policy, mixed_precision_policy
 from training.image_text_fusion.config import BACKBONES, FusionConfig
 from training.image_text_fusion.data import SPLITS, encode, label_maps, read_medpix_split, read_wound_split
 from training.image_text_fusion.metrics import task_metrics
@@ -79,16 +81,24 @@ def read_splits(config, run):
 
 
 class DevSelection(keras.callbacks.Callback):
-    """After each epoch: mean macro F1 of both tasks on dev; the best model is saved to ``path``."""
+    """After each epoch: mean macro F1 of both tasks on dev; the best model is saved to ``path``.
 
-    def __init__(self, model_to_save, dev_data, dev_labels, path, state_path):
+    Its state (the best score) is kept by `TrainingStateBackup` across a kill.
+    """
+
+    def __init__(self, model_to_save, dev_data, dev_labels, path):
         super().__init__()
-        self.model_to_save, self.dev_data, self.dev_labels = model_to_save, dev_data, dev_labels
-        self.path, self.state_path = path, state_path
-        self.best = json.loads(state_path.read_text())["best"] if state_path.is_file() else -1.0
+        self.model_to_save, self.dev_data, self.dev_labels, self.path = model_to_save, dev_data, dev_labels, path
+        self.best = -1.0
+
+    def get_state(self):
+        return {"best": self.best}
+
+    def set_state(self, state):
+        self.best = state["best"]
 
     def on_epoch_end(self, epoch, logs=None):
-        predictions = self.model_to_save.predict(self.dev_data, verbose=0)
+        predictions = predict(self.model_to_save, self.dev_data, len(self.dev_labels[0]))
         score = float(
             np.mean([task_metrics(y, predictions[n])["macro_f1"] for y, n in zip(self.dev_labels, LOGITS, strict=True)])
         )
@@ -97,11 +107,23 @@ class DevSelection(keras.callbacks.Callback):
         if score > self.best:
             self.best = score
             self.model_to_save.save(self.path)
-        self.state_path.write_text(json.dumps({"best": self.best, "epoch": epoch}))
+
+
+def phase_callbacks(run, phase, tracked=()):
+    """The callbacks of one phase ("teacher" or "student"): ``tracked`` (their state survives a kill), the
+    history CSV, then a `TrainingStateBackup` in ``backup_<phase>/`` (kept after ``fit``: `train` removes it
+    once the phase's result is saved, so a kill in between does not redo the phase)."""
+    logger = keras.callbacks.CSVLogger(str(run.file(f"logs/{phase}_history.csv")), append=True)
+    return with_training_state([*tracked, logger], run.folder(f"backup_{phase}"), delete_checkpoint=False)
+
+
+def predict(model, data, count):
+    """The model's outputs on ``data``, without the padding `dataset` added (the first ``count`` rows)."""
+    return {name: value[:count] for name, value in model.predict(data, verbose=0).items()}
 
 
 def evaluate(model, data, labels, task_names):
-    predictions = model.predict(data, verbose=0)
+    predictions = predict(model, data, len(labels[0]))
     return {
         task: task_metrics(y, predictions[name]) for task, name, y in zip(task_names, LOGITS, labels, strict=True)
     }, predictions
@@ -110,12 +132,8 @@ def evaluate(model, data, labels, task_names):
 def train(config):
     """Run the teacher-then-student training of ``config`` (a `FusionConfig`); returns the results."""
     config = config.validated()
-    try:  # first: joining other processes must precede any other use of the devices
-        dist = make_distribution(
-            config.distribute, config.batch_size, config.coordinator, config.num_processes, config.process_id
-        )
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    # first: joining other processes must precede any other use of the devices
+    dist = config.start_distribution(config.batch_size)
     keras.utils.set_random_seed(config.seed)
     run = RunDirectory(config.output_dir, COMMAND, config.to_dict(), config.overwrite, RESUME_INDEPENDENT)
     rows = read_splits(config, run)
@@ -126,19 +144,17 @@ def train(config):
     run.file("vocabulary.txt").write_text("\n".join(vocabulary) + "\n")
     encoder = text_encoder(vocabulary, config.max_length)
     num_classes = (len(maps[0]), len(maps[1]))
+    blank = {"both": None, "image": "text", "text": "image"}[config.modalities]
 
     def make(split, encoders, shuffle=False):
         paths, texts, *labels = splits[split]
-        return dataset(paths, texts, labels, config.image_size, encoders, config.batch_size, shuffle, config.seed)
+        return dataset(paths, texts, labels, config.image_size, encoders, config.batch_size, shuffle, config.seed,
+                       blank=blank, multiple_of=dist.replicas)  # fmt: skip
 
-    callbacks = lambda name: [  # noqa: E731
-        keras.callbacks.BackupAndRestore(str(run.folder(f"backup_{name}"))),
-        keras.callbacks.CSVLogger(str(run.file(f"logs/{name}_history.csv")), append=True),
-    ]
     verbose = 2 if config.verbose else 0
     policy = mixed_precision_policy() if config.mixed_precision else None
     with dtype_policy(policy), dist.scope():
-        results = _fit_and_test(config, run, splits, encoder, vocabulary, num_classes, make, callbacks, verbose)
+        results = _fit_and_test(config, run, splits, encoder, vocabulary, num_classes, make, verbose)
     results["facts"] = {
         "backend": keras.backend.backend(),
         "distribute": config.distribute,
@@ -147,25 +163,33 @@ def train(config):
         "jit_compile": config.jit_compile,
     }
     write_json(run.file("results.json"), results)
+    shutil.rmtree(run.folder("backup_student"), ignore_errors=True)
     run.finish(dev_mean_macro_f1=results["dev_mean_macro_f1"])
     return results
 
 
-def _fit_and_test(config, run, splits, encoder, vocabulary, num_classes, make, callbacks, verbose):
+def _teacher(config, run, num_classes, vocabulary, make, encoder, verbose):
+    """The given teacher (``teacher_model``), the one this run saved, or a new one trained now."""
+    if config.teacher_model:
+        return keras.saving.load_model(config.teacher_model, safe_mode=True)
     teacher_path = run.file("teacher.keras")
     if teacher_path.is_file():
-        teacher = keras.saving.load_model(teacher_path)
-    else:  # the original trains the teacher without validation
-        teacher = build_model(config, "teacher", num_classes, len(vocabulary))
-        teacher.optimizer.learning_rate = config.teacher_lr
-        teacher.fit(
-            make("train", {"": encoder}, True),
-            epochs=config.teacher_epochs,
-            callbacks=callbacks("teacher"),
-            verbose=verbose,
-        )
-        teacher.save(teacher_path)
+        return keras.saving.load_model(teacher_path, safe_mode=True)
+    teacher = build_model(config, "teacher", num_classes, len(vocabulary))  # the original: no validation
+    teacher.optimizer.learning_rate = config.teacher_lr
+    teacher.fit(
+        make("train", {"": encoder}, True),
+        epochs=config.teacher_epochs,
+        callbacks=phase_callbacks(run, "teacher"),
+        verbose=verbose,
+    )
+    teacher.save(teacher_path)
+    shutil.rmtree(run.folder("backup_teacher"), ignore_errors=True)
+    return teacher
 
+
+def _fit_and_test(config, run, splits, encoder, vocabulary, num_classes, make, verbose):
+    teacher = _teacher(config, run, num_classes, vocabulary, make, encoder, verbose)
     student = build_model(config, "student", num_classes, len(vocabulary))
     weights = {k: getattr(config, k) for k in ("alpha", "beta", "gamma", "T") if getattr(config, k) is not None}
     distiller = distillation_model(
@@ -179,11 +203,11 @@ def _fit_and_test(config, run, splits, encoder, vocabulary, num_classes, make, c
     )
     dev = make("dev", {"": encoder})
     best_path = run.file("best_student.keras")
-    selection = DevSelection(student, dev, splits["dev"][2:], best_path, run.file("selection_state.json"))
+    selection = DevSelection(student, dev, splits["dev"][2:], best_path)
     distiller.fit(
         make("train", {"": encoder, TEACHER_PREFIX: encoder}, True),
         epochs=config.student_epochs,
-        callbacks=[*callbacks("student"), selection],
+        callbacks=phase_callbacks(run, "student", [selection]),
         verbose=verbose,
     )
 
@@ -202,9 +226,10 @@ def _fit_and_test(config, run, splits, encoder, vocabulary, num_classes, make, c
     return results
 
 
-def run(argv=None):
-    """The command line: ``--config`` (the original's YAML), ``--preset``, the shared scale-out flags."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def command_parser(description):
+    """The flags the commands share: ``--config`` (the original's YAML), ``--preset``, ``--output_dir``,
+    ``--overwrite``, ``--modalities``, ``--teacher_model`` and the shared scale-out flags."""
+    parser = argparse.ArgumentParser(description=description)
     add_preset_and_verbose_arguments(parser, FusionConfig.PRESETS)
     add_scale_out_arguments(parser)
     parser.add_argument(
@@ -212,15 +237,26 @@ def run(argv=None):
     )
     parser.add_argument("--output_dir", default=FusionConfig.output_dir)
     parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
+    parser.add_argument("--modalities", choices=("both", "image", "text"), help="image/text: single-modality baseline")
+    parser.add_argument("--teacher_model", help="a trained teacher (.keras) to distil from: no teacher phase")
+    return parser
+
+
+def config_from_args(args, own=()):
+    """The validated `FusionConfig` of parsed `command_parser` flags (``own``: the caller's other flags)."""
+    skipped = ("config", "preset", *own)
+    overrides = {k: v for k, v in vars(args).items() if k not in skipped and v is not None}
+    if args.config:
+        config = FusionConfig.from_yaml(args.config, args.preset)
+        return FusionConfig(**{**config.to_dict(), **overrides}).validated()
+    return FusionConfig.from_preset(args.preset, **overrides).validated()
+
+
+def run(argv=None):
+    """The command line (`command_parser`); prints the selected student's test metrics."""
+    args = command_parser(__doc__.splitlines()[0]).parse_args(argv)
     with exit_on_user_errors():
-        overrides = {k: v for k, v in vars(args).items() if k not in ("config", "preset") and v is not None}
-        if args.config:
-            config = FusionConfig.from_yaml(args.config, args.preset)
-            config = FusionConfig(**{**config.to_dict(), **overrides}).validated()
-        else:
-            config = FusionConfig.from_preset(args.preset, **overrides).validated()
-        results = train(config)
+        results = train(config_from_args(args))
     print(
         json.dumps(
             {

@@ -2,12 +2,14 @@
 
 import json
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
 
 from training.cli import ConfigError
 from training.data.tables import DataError
+from training.image_text_fusion import train as train_module
 from training.image_text_fusion.config import FusionConfig
 from training.image_text_fusion.data import label_maps, read_medpix_split, read_wound_split
 from training.image_text_fusion.metrics import mcnemar, task_metrics
@@ -69,33 +71,59 @@ def test_config_refuses_unknown_keys_and_fusion_types():
     assert FusionConfig.from_mapping({"fusion": {"type": "Cross-Attention"}}).fusion_type == "cross_attention"
 
 
-def test_train_teacher_then_distilled_student_end_to_end(tmp_path):
-    config = FusionConfig(
-        output_dir=str(tmp_path / "run"),
-        samples=40,
-        teacher_epochs=1,
-        student_epochs=1,
-        image_size=16,
-        patch_size=8,
-        max_length=8,
-        teacher_fusion_dim=8,
-        student_fusion_dim=8,
-        teacher_fusion_heads=2,
-        student_fusion_heads=2,
-        teacher_vision_layers=1,
-        teacher_text_layers=1,
-        vocabulary_size=60,
-        verbose=0,
-    )
+def tiny_config(output_dir, **overrides):
+    """40 samples (28 train: 2 steps of 16 per epoch), 16 px images, 8 tokens, width-8 fusion."""
+    sizes = dict(samples=40, teacher_epochs=1, student_epochs=1, image_size=16, patch_size=8, max_length=8)
+    widths = dict(teacher_fusion_dim=8, student_fusion_dim=8, teacher_fusion_heads=2, student_fusion_heads=2)
+    layers = dict(teacher_vision_layers=1, teacher_text_layers=1, vocabulary_size=60, verbose=0)
+    return FusionConfig(output_dir=str(output_dir), **{**sizes, **widths, **layers, **overrides})
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_in_the_student_phase_resumes_there_without_redoing_the_teacher(tmp_path, monkeypatch):
+    seen = []  # (phase, epoch, optimizer iterations) when each epoch begins, after the restore
+
+    class Probe(keras.callbacks.Callback):
+        def __init__(self, phase):
+            super().__init__()
+            self.phase = phase
+
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append((self.phase, epoch, int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))))
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise Killed
+
+    original = train_module.phase_callbacks
+    kill = [Kill()]
+
+    def probed(run, phase, tracked=()):
+        return original(run, phase, tracked) + [Probe(phase)] + (kill if phase == "student" else [])
+
+    monkeypatch.setattr(train_module, "phase_callbacks", probed)
+    config = tiny_config(tmp_path / "run", student_epochs=3)
+    with pytest.raises(Killed):
+        train(config)
+    assert seen == [("teacher", 0, 0), ("student", 0, 0)]
+    kill.clear()
+    seen.clear()
     results = train(config)
+    assert seen == [("student", 1, 2), ("student", 2, 4)]  # no teacher epoch; 2 steps per epoch before
     run = tmp_path / "run"
+    assert list(pd.read_csv(run / "logs" / "student_history.csv")["epoch"]) == [0, 1, 2]
     assert json.loads((run / "results.json").read_text())["dev_mean_macro_f1"] == results["dev_mean_macro_f1"]
     assert set(results["student"]) == {"type", "severity"} and (run / "best_student.keras").is_file()
+    assert sum(map(sum, results["student"]["severity"]["confusion_matrix"])) == 6  # the test split
     assert json.loads((run / "labels.json").read_text())["task2"] == ["high", "low", "medium"]
+    assert not (run / "backup_student").exists() and not (run / "backup_teacher").exists()
 
 
-def test_mcnemar_between_runs_and_sweep_table(tmp_path):
-    from training.image_text_fusion.compare import compare_runs, sweep
+def test_mcnemar_between_runs(tmp_path):
+    from training.image_text_fusion.compare import compare_runs
 
     labels = np.array([0, 1, 1, 0])
     for name, logits in {"a": np.eye(2)[[0, 1, 1, 0]], "b": np.eye(2)[[1, 0, 1, 0]]}.items():
@@ -112,11 +140,3 @@ def test_mcnemar_between_runs_and_sweep_table(tmp_path):
         "only_b_correct": 0,
         "p_value": 0.5,
     }
-
-    def fake_train(config):  # the table's shape, without training
-        metrics = {"accuracy": 0.5, "macro_f1": 0.4, "auc_ovr": 0.6, "confusion_matrix": []}
-        return {"student": {"type": metrics, "severity": metrics}}
-
-    table = sweep(FusionConfig(output_dir=str(tmp_path / "sweep")), ["film", "gated"], ["vanilla"], fake_train)
-    assert list(table["fusion"]) == ["film", "gated"] and "severity_macro_f1" in table
-    assert (tmp_path / "sweep" / "sweep.csv").is_file()

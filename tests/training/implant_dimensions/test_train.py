@@ -1,15 +1,12 @@
 """End to end on a tiny embedded dataset: pretraining both embedding models, then the regressor; data parallel."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.checkers import run_on_two_jax_cpu_devices
 from training.cli import ConfigError
 from training.data.tables import DataError
 from training.implant_dimensions.config import ImplantConfig
@@ -17,8 +14,6 @@ from training.implant_dimensions.data import read_split
 from training.implant_dimensions.phantom import make_phantom
 from training.implant_dimensions.predict import main as predict_main
 from training.implant_dimensions.train import run_command, train
-
-REPO = Path(__file__).resolve().parents[3]
 
 TINY = dict(
     image_size=32,
@@ -86,17 +81,10 @@ def test_bad_entries_are_skipped_and_counted_and_bad_files_named(tmp_path, phant
 def test_data_parallel_on_two_logical_cpu_devices(phantom, tmp_path):
     # the baseline (one ViT, nothing to pretrain) keeps the JAX compiles short on 2 shared cores
     flags = [f"--{k}={v}" for k, v in dict(TINY, epochs=1, embeddings="none").items()]
-    env = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "training.implant_dimensions.train", *flags, f"--data_dir={phantom}"]
-    completed = subprocess.run(
-        [*command, f"--output_dir={tmp_path}", "--distribute=data_parallel", "--jit_compile=off"],
-        cwd=REPO,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
+    command = ["-m", "training.implant_dimensions.train", *flags, f"--data_dir={phantom}"]
+    run_on_two_jax_cpu_devices(
+        [*command, f"--output_dir={tmp_path}", "--distribute=data_parallel", "--jit_compile=off"]
     )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert (results["backend"], results["distribute"], results["replicas"]) == ("jax", "data_parallel", 2)
     log = pd.read_csv(tmp_path / "training_log.csv")

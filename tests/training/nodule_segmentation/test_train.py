@@ -1,11 +1,7 @@
 """The training command end to end (killed, resumed, evaluated, analysed), its flags, and data-parallel training."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -13,11 +9,11 @@ import pandas as pd
 import pytest
 
 from modeling.nodule_segmentation.optimizers import GroupedAdamW
+from tests.checkers import run_on_two_jax_cpu_devices
 from training.nodule_segmentation import analysis
 from training.nodule_segmentation import train as train_module
 from training.nodule_segmentation.config import NoduleSegmentationConfig
 
-REPO = Path(__file__).resolve().parents[3]
 # A small backbone keeps the command tests fast (ResNet-50 is the default).
 TINY = [
     "--backbone",
@@ -123,15 +119,7 @@ def test_data_parallel_on_two_logical_cpu_devices(tmp_path):
         "--output_dir",
         str(tmp_path / "r"),
     ]
-    env = {
-        "KERAS_BACKEND": "jax",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": str(REPO),
-    }
-    completed = subprocess.run(
-        [sys.executable, str(script), *flags], cwd=REPO, capture_output=True, text=True, timeout=600, env=env
-    )
+    completed = run_on_two_jax_cpu_devices([str(script), *flags])
     lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, completed.stdout[-2000:] + completed.stderr[-3000:]
     result = json.loads(lines[-1][len("RESULT ") :])

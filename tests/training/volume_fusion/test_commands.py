@@ -1,22 +1,18 @@
 """The training command end to end on tiny synthetic hips: outputs, resume after a kill, bad flags, data parallel."""
 
 import json
-import os
 import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.checkers import run_on_two_jax_cpu_devices
 from training.volume_fusion import phantom
 from training.volume_fusion import train as train_volume_fusion
 from training.volume_fusion.config import VolumeFusionConfig
 
-REPO = Path(__file__).resolve().parents[3]
 TINY = ["--volume_size", "12", "--widen_factor", "0.0625", "--batch_size", "4", "--jit_compile", "off"]
 
 
@@ -119,24 +115,10 @@ def _free_port():
 
 
 def test_data_parallel_on_two_logical_cpu_devices(data_dir, tmp_path):
-    env = {
-        "KERAS_BACKEND": "jax",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": str(REPO),
-    }
     # the metadata-only model keeps the JAX compile short (a 3D CNN's takes minutes on 2 shared cores)
     argv = ["--data_dir", str(data_dir), *TINY, "--epochs", "1", "--distribute", "data_parallel", "--no-augment",
             "--model", "metadata_only", "--output_dir", str(tmp_path / "run")]  # fmt: skip
-    completed = subprocess.run(
-        [sys.executable, "-m", "training.volume_fusion.train", *argv],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    run_on_two_jax_cpu_devices(["-m", "training.volume_fusion.train", *argv])
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert (results["distribute"], results["replicas"], results["backend"]) == ("data_parallel", 2, "jax")
     assert results["n_test"] == 8 and results["epochs_trained"] == 1
