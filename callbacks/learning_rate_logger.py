@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 
+@keras.saving.register_keras_serializable(package="medfusion")
 class LearningRateLogger(keras.callbacks.Callback):
     """Puts ``learning_rate`` into the logs of every epoch: the rate of the epoch's last step.
 
@@ -20,6 +21,9 @@ class LearningRateLogger(keras.callbacks.Callback):
     >>> round(history.history["learning_rate"][0], 6)
     0.05
     """
+
+    def get_config(self):
+        return {}  # no settings: it reads the optimizer it is attached to
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:

@@ -85,6 +85,17 @@ class Distribution:
     def per_process_batch(self, global_batch_size):
         return global_batch_size // self.num_processes
 
+    def facts(self):
+        """What a run's results record of how it ran: backend, Keras version, distribution, processes."""
+        return {
+            "backend": keras.backend.backend(),
+            "keras_version": keras.__version__,
+            "distribute": self.kind,
+            "replicas": self.replicas,
+            "num_processes": self.num_processes,
+            "process_id": self.process_id,
+        }
+
     def output_dir(self, output_dir):
         """This process's run folder: ``output_dir`` for the chief, ``output_dir/process_<i>`` for worker i."""
         output_dir = Path(output_dir)

@@ -357,16 +357,7 @@ def train(config):
     run_files = RunFiles(open_run_directory(config, output_dir), config)
     splits, target_mean, target_std = prepare_data(config, dist)
     policy = mixed_precision_policy() if config.mixed_precision else None
-    facts = {
-        "backend": keras.backend.backend(),
-        "keras_version": keras.__version__,
-        "distribute": config.distribute,
-        "replicas": dist.replicas,
-        "num_processes": dist.num_processes,
-        "process_id": dist.process_id,
-        "mixed_precision": policy,
-        "jit_compile": config.jit_compile,
-    }
+    facts = dist.facts() | {"mixed_precision": policy, "jit_compile": config.jit_compile}
     with dtype_policy(policy):
         preprocessing = fit_phases(config, run_files, splits, target_mean, target_std, dist)
         if not dist.is_chief:  # process 0 evaluates and reports for the whole run

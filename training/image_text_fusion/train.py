@@ -155,13 +155,7 @@ def train(config):
     policy = mixed_precision_policy() if config.mixed_precision else None
     with dtype_policy(policy), dist.scope():
         results = _fit_and_test(config, run, splits, encoder, vocabulary, num_classes, make, verbose)
-    results["facts"] = {
-        "backend": keras.backend.backend(),
-        "distribute": config.distribute,
-        "replicas": dist.replicas,
-        "mixed_precision": policy,
-        "jit_compile": config.jit_compile,
-    }
+    results["facts"] = dist.facts() | {"mixed_precision": policy, "jit_compile": config.jit_compile}
     write_json(run.file("results.json"), results)
     shutil.rmtree(run.folder("backup_student"), ignore_errors=True)
     run.finish(dev_mean_macro_f1=results["dev_mean_macro_f1"])

@@ -311,14 +311,7 @@ def train(config):
         freezer = fit(config, run, splits, vocabulary, dist)
     targets = TARGETS[config.task]
     results = {"config": config.to_dict(), "vocabulary_sizes": {k: len(v) for k, v in vocabulary.items()}}
-    results.update(
-        backend=keras.backend.backend(),
-        distribute=config.distribute,
-        replicas=dist.replicas,
-        num_processes=dist.num_processes,
-        process_id=dist.process_id,
-        mixed_precision=policy,
-    )
+    results.update(dist.facts(), mixed_precision=policy)
     results["skipped"] = {name: split.report.as_dict()["skipped"] for name, split in splits.items()}
     best = keras.saving.load_model(run.file("best.keras"), safe_mode=True)
     for name in ("val", "test") if dist.is_chief else ():

@@ -317,15 +317,7 @@ def train(config):
     for split in splits.values():
         print(f"{split.name}: {len(split.targets)} cases ({int(split.targets.sum())} positive) from {split.source}")
     policy = mixed_precision_policy() if config.mixed_precision else None
-    facts = {
-        "backend": keras.backend.backend(),
-        "keras_version": keras.__version__,
-        "distribute": config.distribute,
-        "replicas": dist.replicas,
-        "num_processes": dist.num_processes,
-        "process_id": dist.process_id,
-        "mixed_precision": policy,
-    }
+    facts = dist.facts() | {"mixed_precision": policy}
     with dtype_policy(policy):
         names = fit(config, run_files, splits, dist)
         if not dist.is_chief:
