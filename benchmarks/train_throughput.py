@@ -79,9 +79,9 @@ if "builder" in spec:  # an attention model: the port (Keras 3) or the original 
             return create_model(spec["registry_name"], img_dims=img_dims, optim=optim, metric=metric, **kwargs)
     model = build((side, side, 3), keras.optimizers.Adam(1e-3), [], backbone=spec["backbone"], weights=None)
     backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
-    if engine == "keras3":  # undo the port's default (build_backbone's fused_batch_norm=True)
+    if engine == "keras3":  # undo the port's default (fused backbone and feature batch norm)
         from modeling.layers import FusedBatchNormalization
-        for layer in backbone.layers:
+        for layer in model._flatten_layers(include_self=False, recursive=True):  # backbone and feature_bn
             if type(layer) is FusedBatchNormalization:
                 layer.__class__ = keras.layers.BatchNormalization
     if spec["trainable"]:

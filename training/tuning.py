@@ -70,7 +70,8 @@ def make_oracle(kind, objective, direction, hyperparameters, max_trials=10, max_
         objective: the objective's name (what the tuner reports, e.g. "avg_mae").
         direction: "min" or "max".
         hyperparameters: the search space, a `keras_tuner.HyperParameters`.
-        seed: the oracle's random seed.
+        seed: the oracle's random seed; every integer, 0 included, gives a reproducible search
+            (KerasTuner itself treats 0 like ``None``: a new random seed each time).
     """
     if kind not in TUNERS:
         raise ConfigError(f"--tuner must be one of {', '.join(TUNERS)}; got {kind!r}")
@@ -78,7 +79,11 @@ def make_oracle(kind, objective, direction, hyperparameters, max_trials=10, max_
         raise ConfigError(f"The objective's direction must be 'min' or 'max'; got {direction!r}")
     if max_trials < 1 or max_epochs < 1 or factor < 2:
         raise ConfigError("--max_trials and --epochs must be >= 1 and --hyperband_factor >= 2")
-    common = dict(objective=keras_tuner.Objective(objective, direction), hyperparameters=hyperparameters, seed=seed)
+    common = dict(
+        objective=keras_tuner.Objective(objective, direction),
+        hyperparameters=hyperparameters,
+        seed=None if seed is None else seed + 1,
+    )
     if kind == "bayesian":
         return keras_tuner.oracles.BayesianOptimizationOracle(max_trials=max_trials, **common)
     return keras_tuner.oracles.HyperbandOracle(max_epochs=max_epochs, factor=factor, **common)

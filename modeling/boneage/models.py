@@ -16,7 +16,7 @@ from modeling.backbones import build_backbone, validate_img_dims
 from modeling.blocks import spatial_attention_pooling
 from modeling.boneage.optimizers import default_optimizer
 from modeling.fusion import cross_attention, gated_fusion
-from modeling.layers import ImagePreprocessing
+from modeling.layers import FusedBatchNormalization, ImagePreprocessing
 from modeling.losses import LOSS_NAMES, get_loss_function
 from modeling.registry import register_model
 
@@ -257,7 +257,7 @@ def _image_features(img_dims, backbone, weights, batch_norm=False, preprocessing
     x = image if preprocessing is None else ImagePreprocessing(preprocessing, name="preprocessing")(image)
     features = conv_base(x)
     if batch_norm:
-        features = keras.layers.BatchNormalization(name="feature_bn")(features)
+        features = FusedBatchNormalization(name="feature_bn")(features)  # as the backbone's
     return image, features
 
 

@@ -9,6 +9,8 @@ Layer names are the original's ``state_dict`` prefixes with ``.`` replaced by ``
   fusion, refinement, spatial-softmax normalisation).
 """
 
+import math
+
 import keras
 
 from modeling.nodule_segmentation.layers import SpatialSoftmaxNormalization, UpsampledConv2D
@@ -35,7 +37,19 @@ def bn_relu(x, name, index, bn_momentum, dropout=0.0):
     return x, index + 2
 
 
-def supervised_attention(drr, prefix="", hidden_channels=32, bn_momentum=0.9, return_logits=False):
+def prior_bias(prior):
+    """Bias initializer of a sigmoid output layer whose outputs start at ``prior`` (RetinaNet's prior
+    init: ``log(prior / (1 - prior))``); ``None``: zeros (PyTorch-like, outputs start at 0.5)."""
+    if prior is None:
+        return "zeros"
+    if not 0 < prior < 1:
+        raise ValueError(f"`output_bias_prior` must be in (0, 1) or None; got {prior!r}.")
+    return keras.initializers.Constant(math.log(prior / (1.0 - prior)))
+
+
+def supervised_attention(
+    drr, prefix="", hidden_channels=32, bn_momentum=0.9, return_logits=False, output_bias_prior=None
+):
     """The supervised attention map ``(B, H, W, 1)`` in (0, 1) of a DRR ``(B, H, W, C)``.
 
     Stem 7x7 conv, BN, ReLU, SpatialDropout 0.1; two residual blocks ``x = relu(x + block(x))``
@@ -48,6 +62,7 @@ def supervised_attention(drr, prefix="", hidden_channels=32, bn_momentum=0.9, re
         hidden_channels: width of the stem and the residual blocks (original: 32).
         bn_momentum: Keras BatchNorm momentum (0.9 is PyTorch's 0.1).
         return_logits: also return the map before the sigmoid.
+        output_bias_prior: the map's starting value (see `prior_bias`); ``None``: 0.5.
     """
     x, _ = conv_bn_relu(drr, f"{prefix}attention_net", 0, hidden_channels, 7, bn_momentum, dropout=0.1)
     for block in range(2):
@@ -57,7 +72,9 @@ def supervised_attention(drr, prefix="", hidden_channels=32, bn_momentum=0.9, re
         y = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=bn_momentum, name=f"{name}_5")(y)
         x = keras.layers.ReLU(name=f"{name}_relu")(keras.layers.Add(name=f"{name}_add")([x, y]))
     x, _ = conv_bn_relu(x, f"{prefix}output_layer", 0, hidden_channels // 2, 3, bn_momentum)
-    logits = keras.layers.Conv2D(1, 1, name=f"{prefix}output_layer_3")(x)
+    logits = keras.layers.Conv2D(1, 1, bias_initializer=prior_bias(output_bias_prior), name=f"{prefix}output_layer_3")(
+        x
+    )
     attention = keras.layers.Activation("sigmoid", dtype="float32", name=f"{prefix}attention")(logits)
     return (attention, logits) if return_logits else attention
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from modeling.backbones import BACKBONE_PREPROCESSING, build_backbone
 from modeling.layers import ImagePreprocessing
-from modeling.nodule_segmentation.attention import anatomical_attention, conv_bn_relu, supervised_attention
+from modeling.nodule_segmentation.attention import anatomical_attention, conv_bn_relu, prior_bias, supervised_attention
 from modeling.nodule_segmentation.layers import AttentionModulation, MinMaxSigmoid
 from modeling.registry import register_model
 
@@ -30,6 +30,9 @@ from modeling.registry import register_model
 FEATURE_STRIDE = 32
 ATTENTION_MODULES = ("supervised", "anatomical")
 NODULE_BRANCHES = ("fallback", "pathology")
+# Starting probability of the sigmoid outputs (segmentation, supervised attention): about the share of
+# nodule pixels, so training does not spend its first thousands of steps pulling a 0.5 background down.
+OUTPUT_BIAS_PRIOR = 0.01
 # ResNet-50's last stage: the only part of the backbone the original trains.
 RESNET_LAST_STAGE = "conv5_"
 OUTPUT_NAMES = ("segmentation", "attention", "nodule_features")
@@ -163,6 +166,7 @@ def improved_model(
     trainable_stage=RESNET_LAST_STAGE,
     feature_channels=2048,
     bn_momentum=0.9,
+    output_bias_prior=OUTPUT_BIAS_PRIOR,
 ):
     """``ImprovedXrayDRRModel``: backbone features, adaptation, DRR attention modulation, segmentation head.
 
@@ -185,6 +189,8 @@ def improved_model(
         trainable_stage: name prefix of the backbone layers left trainable (``None``: all).
         feature_channels: channels of ``"xray_features"`` when ``backbone`` is None.
         bn_momentum: Keras BatchNorm momentum of the layers after the backbone.
+        output_bias_prior: starting probability of the segmentation and the supervised attention
+            (their last bias, see `prior_bias`); ``None``: zero biases, 0.5, like the original.
 
     Example:
 
@@ -199,7 +205,9 @@ def improved_model(
     x, index = conv_bn_relu(features, "nodule_adaptation", 0, 256, 3, bn_momentum, dropout=0.2)
     adapted, _ = conv_bn_relu(x, "nodule_adaptation", index, 128, 1, bn_momentum)
     if attention == "supervised":
-        attention_map = supervised_attention(drr, "spatial_attention_", bn_momentum=bn_momentum)
+        attention_map = supervised_attention(
+            drr, "spatial_attention_", bn_momentum=bn_momentum, output_bias_prior=output_bias_prior
+        )
     else:
         attention_map = anatomical_attention(
             drr, features, "spatial_attention_", bn_momentum=bn_momentum, upsampling=anatomical_upsampling
@@ -210,7 +218,7 @@ def improved_model(
     for filters, scale, dropout in ((32, 2, 0.1), (16, 2, 0.0), (8, 8, 0.0)):
         x = keras.layers.UpSampling2D(scale, interpolation="bilinear", name=f"{name}_{index}")(x)
         x, index = conv_bn_relu(x, name, index + 1, filters, 3, bn_momentum, dropout=dropout)
-    logits = keras.layers.Conv2D(1, 1, name=f"{name}_{index}")(x)
+    logits = keras.layers.Conv2D(1, 1, bias_initializer=prior_bias(output_bias_prior), name=f"{name}_{index}")(x)
     return keras.Model(inputs, _outputs(logits, attention_map, nodule_features), name=f"improved_{attention}")
 
 
@@ -235,6 +243,7 @@ def lightweight_model(
     trainable_stage=RESNET_LAST_STAGE,
     feature_channels=2048,
     bn_momentum=0.9,
+    output_bias_prior=OUTPUT_BIAS_PRIOR,
 ):
     """``lightweight_model.SmallDatasetXrayDRRModel``, the model the original analyser loads.
 
@@ -243,7 +252,8 @@ def lightweight_model(
     ReLU, Drop 0.2 each), 1x1 conv 128, BN, ReLU; fused with the fallback nodule branch by a 1x1
     conv 192 -> 128, modulated with ``alpha`` 0.1, then decoded (1x1 conv 64, Drop 0.4; x2, 3x3
     conv 32, Drop 0.3; x2, 3x3 conv 16, Drop 0.2; x2, 3x3 conv 8, Drop 0.1; each with BN and ReLU;
-    x4, 1x1 conv 1). Arguments as in `improved_model`.
+    x4, 1x1 conv 1). Arguments as in `improved_model` (``output_bias_prior``: the segmentation's only;
+    the attention is min-max normalised).
 
     Example:
 
@@ -267,5 +277,5 @@ def lightweight_model(
         x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"decoder_{index}")(x)
         x, index = conv_bn_relu(x, "decoder", index + 1, filters, 3, bn_momentum, dropout=dropout)
     x = keras.layers.UpSampling2D(4, interpolation="bilinear", name=f"decoder_{index}")(x)
-    logits = keras.layers.Conv2D(1, 1, name=f"decoder_{index + 1}")(x)
+    logits = keras.layers.Conv2D(1, 1, bias_initializer=prior_bias(output_bias_prior), name=f"decoder_{index + 1}")(x)
     return keras.Model(inputs, _outputs(logits, attention_map, nodule_features), name="lightweight")

@@ -19,6 +19,8 @@ from training.data.images import decode_image
 AUTOTUNE = tf.data.AUTOTUNE
 # A fixed degree of parallelism: on few cores AUTOTUNE sometimes settled on half the throughput.
 PARALLEL_CALLS = max(2, os.cpu_count() or 2)
+# Shuffle buffer (images) of passes over a disk cache: bounded memory (500 px uint8: 0.5 GiB).
+DISK_CACHE_SHUFFLE_BUFFER = 2048
 
 
 def make_dataset(
@@ -56,7 +58,10 @@ def make_dataset(
         seed: seed of every random choice.
         cache: keep the decoded (and resized, equalised) images as uint8 after the first pass:
             ``True`` or ``"memory"`` in memory, a file path on disk (`tf.data` cache files with that
-            prefix), ``False`` not at all (decode every epoch).
+            prefix), ``False`` not at all (decode every epoch). Training batches stream from the
+            first image on: uncached, the file names are shuffled before decoding; cached, the
+            first pass decodes in one seeded random order and later passes shuffle the cache
+            (the whole split in memory; windows of ``DISK_CACHE_SHUFFLE_BUFFER`` images on disk).
         interpolation: resize method (the original's Keras 2 loader used ``"nearest"``).
         num_shards, shard_index: read only rows ``shard_index::num_shards`` (one process of a
             multi-process run). The table is first cut to a multiple of ``num_shards`` rows so every
@@ -90,28 +95,31 @@ def make_dataset(
     ages = table["boneage"].to_numpy(np.float32).reshape(-1, 1)
     targets = (ages - np.float32(target_mean)) / np.float32(target_std)
 
-    dataset = tf.data.Dataset.from_tensor_slices((paths, sex, targets))
-    dataset = dataset.map(
-        lambda path, s, z: (decode_image(path, img_size, interpolation), s, z),
-        num_parallel_calls=PARALLEL_CALLS,
-        deterministic=True,
-    )
-    if clahe:
-        equalize = keras.layers.ContrastLimitedAdaptiveHistogramEqualization(
-            value_range=(0, 255), clip_limit=2.0, tile_grid_size=(8, 8)
-        )
-        dataset = dataset.map(lambda x, s, z: (equalize(x[None])[0], s, z), num_parallel_calls=PARALLEL_CALLS)
-    if cache:
-        # cached as uint8, the images' own dtype: a quarter of float32 (RSNA at 500 px: 2.9 GiB, not 11.7)
-        dataset = dataset.map(lambda x, s, z: (tf.cast(tf.round(tf.clip_by_value(x, 0.0, 255.0)), tf.uint8), s, z))
-        dataset = dataset.cache(str(cache) if not isinstance(cache, bool) and cache != "memory" else "")
-        dataset = dataset.map(lambda x, s, z: (tf.cast(x, tf.float32), s, z))
+    rows = tf.data.Dataset.from_tensor_slices((paths, sex, targets))
+    if training:
+        # One seeded random order of the file names: the first pass reads it as it is, so batches
+        # stream from the first image on (no shuffle buffer waits for the whole split to decode) and
+        # a cache fills in that order; later passes shuffle it again (cheaply: the names, or the
+        # cached uint8 images).
+        rows = rows.shuffle(len(paths), seed=seed, reshuffle_each_iteration=False)
+    decode = _decoder(img_size, interpolation, clahe)
+    cached = _cached(decode(rows), cache) if cache else None
     randomize = training and (augmentation is not None or label_noise_std or mixup_alpha)
+    on_disk = cache and not (cache is True or cache == "memory")
+    later_buffer = min(len(paths), DISK_CACHE_SHUFFLE_BUFFER) if on_disk else len(paths)
 
-    def one_pass(examples, shuffle_seed, reshuffle, draws):
+    def one_pass(shuffle_seed, reshuffle, draws, first_pass):
         if training:
-            examples = examples.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=reshuffle)
+            buffer = tf.where(first_pass, tf.constant(1, tf.int64), tf.constant(later_buffer, tf.int64))
+            if cached is not None:
+                examples = cached.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=reshuffle)
+            else:
+                order = rows.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=reshuffle)
+                examples = decode(order)
+        else:
+            examples = cached if cached is not None else decode(rows)
         examples = examples.batch(batch_size, drop_remainder=drop_remainder)
+        examples = examples.map(lambda x, s, z: (tf.cast(x, tf.float32), s, z))
         if not randomize:
             return examples
         # one random draw per batch, new each epoch, feeds every random choice of that batch
@@ -121,21 +129,52 @@ def make_dataset(
         )
 
     if training and epoch is not None:
-        examples = dataset
 
         def epoch_pass(_):
-            epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + epoch.read_value()
+            epoch_value = epoch.read_value()
+            epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + epoch_value
             draws = tf.data.Dataset.range(len(paths)).map(lambda index: epoch_seed * 100_003 + index)
-            return one_pass(examples, epoch_seed, False, draws)
+            return one_pass(epoch_seed, False, draws, first_pass=epoch_value == 0)
 
         batches = len(paths) // batch_size + (0 if drop_remainder or len(paths) % batch_size == 0 else 1)
         dataset = tf.data.Dataset.from_tensors(0).flat_map(epoch_pass)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     else:
-        dataset = one_pass(dataset, seed, True, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True))
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        dataset = one_pass(seed, True, draws, first_pass=tf.constant(False))
     # grey until here (a third of the work and of the cache); the models take three channels
     dataset = dataset.map(lambda x, s, z: ({"image": tf.image.grayscale_to_rgb(x), "sex": s}, z))
     return dataset.prefetch(AUTOTUNE)
+
+
+def _decoder(img_size, interpolation, clahe):
+    """A function from a dataset of ``(path, sex, z)`` to one of ``(image, sex, z)``: decoded,
+    resized (and equalised) grey float32 images in [0, 255]."""
+    equalize = (
+        keras.layers.ContrastLimitedAdaptiveHistogramEqualization(
+            value_range=(0, 255), clip_limit=2.0, tile_grid_size=(8, 8)
+        )
+        if clahe
+        else None
+    )
+
+    def decode(rows):
+        dataset = rows.map(
+            lambda path, s, z: (decode_image(path, img_size, interpolation), s, z),
+            num_parallel_calls=PARALLEL_CALLS,
+            deterministic=True,
+        )
+        if equalize is None:
+            return dataset
+        return dataset.map(lambda x, s, z: (equalize(x[None])[0], s, z), num_parallel_calls=PARALLEL_CALLS)
+
+    return decode
+
+
+def _cached(dataset, cache):
+    """``dataset``'s images cached as uint8 (a quarter of float32: RSNA at 500 px is 2.9 GiB, not 11.7)."""
+    dataset = dataset.map(lambda x, s, z: (tf.cast(tf.round(tf.clip_by_value(x, 0.0, 255.0)), tf.uint8), s, z))
+    return dataset.cache(str(cache) if not isinstance(cache, bool) and cache != "memory" else "")
 
 
 class DataEpoch(keras.callbacks.Callback):

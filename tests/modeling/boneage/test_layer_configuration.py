@@ -27,8 +27,9 @@ def conv(filters, size):
                        "kernel_initializer": "HeNormal"})  # fmt: skip
 
 
-# Keras 2 BatchNormalization / LayerNormalization defaults: the original passes no arguments.
-BATCH_NORM = ("BatchNormalization", {"momentum": 0.99, "epsilon": 1e-3, "axis": -1})
+# Keras 2 BatchNormalization / LayerNormalization defaults: the original passes no arguments. The
+# port's feature BN is the same layer on TensorFlow's fused kernel, like the backbone's (same config).
+BATCH_NORM = ("FusedBatchNormalization", {"momentum": 0.99, "epsilon": 1e-3, "axis": -1})
 # LocallyConnected2D(1, 1x1, padding 'valid', tanh, default glorot_uniform kernel)
 ATTENTION_MAP = (
     "LocallyConnected2D",

@@ -80,6 +80,23 @@ def test_lightweight_attention_range_is_the_originals():
     assert attention.min() == pytest.approx(0.5, abs=1e-6) and attention.max() == pytest.approx(0.7311, abs=1e-4)
 
 
+@pytest.mark.parametrize("prior, expected", [(0.01, 0.01), (None, 0.5)])
+def test_sigmoid_outputs_start_at_the_prior(prior, expected):
+    """With the last kernels zeroed, segmentation and attention are sigmoid(bias): the prior (or 0.5)."""
+    model = improved_model(64, backbone=None, feature_channels=8, output_bias_prior=prior)
+    last = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D) and layer.filters == 1]
+    assert sorted(layer.name for layer in last) == ["segmentation_head_17", "spatial_attention_output_layer_3"]
+    for layer in last:
+        layer.kernel.assign(np.zeros(layer.kernel.shape))
+    rng = np.random.default_rng(0)
+    out = model([rng.normal(size=(2, 2, 2, 8)), rng.uniform(-1024, 1024, size=(2, 64, 64, 1))], training=False)
+    segmentation = 1 / (1 + np.exp(-keras.ops.convert_to_numpy(out["segmentation"]).astype("float64")))
+    np.testing.assert_allclose(segmentation, expected, rtol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out["attention"]), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="output_bias_prior"):
+        improved_model(64, backbone=None, feature_channels=8, output_bias_prior=1.0)
+
+
 @pytest.mark.parametrize("name", ["nodule_segmentation/improved"])  # the registry test covers the others
 def test_keras_round_trip_with_the_loss_in_safe_mode(name, tmp_path):
     model = tiny.build(name)

@@ -168,3 +168,19 @@ def test_memory_disk_and_no_cache_give_the_same_batches(table, tmp_path):
     for first, second in zip(memory, batches(False), strict=True):  # uncached: float32, not rounded
         np.testing.assert_allclose(first, second, atol=1e-3)
     assert list(tmp_path.glob("train*.index"))  # the disk cache was written
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_the_first_training_batch_does_not_wait_for_the_whole_split(table, tmp_path, cache):
+    """The row the first pass reads last is a missing file: the first batches arrive, the error comes at the end."""
+    import tensorflow as tf
+
+    epoch = tf.Variable(0, dtype=tf.int64)
+    last = list(tf.data.Dataset.range(N).shuffle(N, seed=3, reshuffle_each_iteration=False).as_numpy_iterator())[-1]
+    table.loc[last, "path"] = str(tmp_path / "missing.png")
+    iterator = iter(make_dataset(table, 16, 2, 0.0, 6.0, training=True, seed=3, cache=cache, epoch=epoch))
+    first = next(iterator)
+    assert last not in np.asarray(first[1]).ravel()  # z = 6 i / 6
+    with pytest.raises(tf.errors.NotFoundError, match="missing.png"):
+        for _ in iterator:
+            pass

@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -187,21 +186,6 @@ def checkpoints(tmp_path):
         paths[kind].parent.mkdir(exist_ok=True)
         embedding_model(16, "tiny", 8, None, "embedding", config.vit_overrides).save(paths[kind])
     return paths
-
-
-@pytest.fixture
-def eager_tensorflow():
-    """TensorFlow functions run eagerly: a 1-step fit costs less than tracing its train step (about half the time)."""
-    if keras.backend.backend() != "tensorflow":
-        yield
-        return
-    import tensorflow as tf
-
-    tf.config.run_functions_eagerly(True)
-    try:
-        yield
-    finally:
-        tf.config.run_functions_eagerly(False)
 
 
 def test_one_trial_through_train_reports_its_mean_validation_mae(tmp_path, checkpoints, monkeypatch, eager_tensorflow):
