@@ -34,7 +34,7 @@ def main(argv=None):
     parser.add_argument("--models", default="improved,lightweight")
     parser.add_argument("--output_root", default="runs/benchmark_nodule_segmentation")
     args, extra = parser.parse_known_args(argv)
-    rows = {}
+    rows, load_before = {}, list(os.getloadavg())
     for model_type in args.models.split(","):
         flags = ["--model_type", model_type, "--output_dir", f"{args.output_root}/{model_type}", "--overwrite", *extra]
         results = train_module.run(flags)
@@ -50,7 +50,8 @@ def main(argv=None):
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores visible, {platform.platform()}",
         "backend": keras.backend.backend(),
-        "note": "measured on a machine shared with other jobs: wall times are upper bounds",
+        "load_average_before": load_before,
+        "load_average_after": list(os.getloadavg()),
         "flags": extra,
         "models": rows,
     }
@@ -62,7 +63,7 @@ def main(argv=None):
     for name, row in rows.items():
         cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
         print(f"| {name} | " + " | ".join(cells) + " |")
-    print(report["note"])
+    print(f"load average after: {report['load_average_after']}")
 
 
 if __name__ == "__main__":

@@ -177,6 +177,11 @@ class ImprovedCombinedLoss(_SegmentationLoss):
         use_focal_loss: focal loss on the logits (`FocalLossOnLogits`) instead of plain BCE.
         alignment_weight: weight of the attention-segmentation MSE (0.1).
         supervise_attention: add the attention supervision term (the unsupervised models: False).
+        align_supervised_attention: let the MSE's gradient reach a supervised attention map (the
+            original). ``False``: the supervised map is the segmentation's fixed target, so the
+            alignment only moves the segmentation and the map learns from the mask alone (with the
+            original, the decaying supervision weight soon left the MSE pulling the map toward the
+            coarser segmentation). Unsupervised maps always get the gradient.
         total_epochs: ``E`` of the dynamic weight (the callback passes it too).
 
     Example:
@@ -198,6 +203,7 @@ class ImprovedCombinedLoss(_SegmentationLoss):
         use_focal_loss=True,
         alignment_weight=0.1,
         supervise_attention=True,
+        align_supervised_attention=True,
         total_epochs=150,
         name="improved_combined",
         reduction="sum_over_batch_size",
@@ -212,6 +218,7 @@ class ImprovedCombinedLoss(_SegmentationLoss):
             use_focal_loss=use_focal_loss,
             alignment_weight=alignment_weight,
             supervise_attention=supervise_attention,
+            align_supervised_attention=align_supervised_attention,
             total_epochs=total_epochs,
         )
         self.current_attention_weight = keras.Variable(
@@ -237,6 +244,8 @@ class ImprovedCombinedLoss(_SegmentationLoss):
             terms["attention"] = attention_supervision(mask, attention)
         if tuple(attention.shape[1:3]) != tuple(logits.shape[1:3]):
             attention = ops.image.resize(attention, logits.shape[1:3], interpolation="bilinear", antialias=False)
+        if self.supervise_attention and not self.align_supervised_attention:
+            attention = ops.stop_gradient(attention)
         terms["alignment"] = _per_sample_mean((attention - probabilities) ** 2)
         return terms
 

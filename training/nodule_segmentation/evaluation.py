@@ -51,7 +51,8 @@ def case_metrics(mask, probability, threshold=0.5):
     }
 
 
-def _pearson(a, b):
+def pearson(a, b):
+    """Pearson correlation of two maps (flattened); 0 when either is constant, as in the original."""
     a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
     denominator = np.sqrt((a * a).sum() * (b * b).sum())
     return float((a * b).sum() / denominator) if denominator > 0 else 0.0
@@ -78,9 +79,9 @@ def alignment_metrics(mask, attention, probability):
         "attention_gt_overlap": float((a_peak & truth).sum() / n_truth),
         "segmentation_gt_overlap": float((s_peak & truth).sum() / n_truth),
         "attention_segmentation_overlap": float((a_peak & s_peak).sum() / max(float(a_peak.sum()), 1.0)),
-        "attention_gt_correlation": _pearson(attention, gt),
-        "segmentation_gt_correlation": _pearson(probability, gt),
-        "attention_segmentation_correlation": _pearson(attention, probability),
+        "attention_gt_correlation": pearson(attention, gt),
+        "segmentation_gt_correlation": pearson(probability, gt),
+        "attention_segmentation_correlation": pearson(attention, probability),
         "attention_gt_distance_px": float(np.linalg.norm(_centre_of_mass(attention) - centre_gt)),
         "segmentation_gt_distance_px": float(np.linalg.norm(_centre_of_mass(probability) - centre_gt)),
         "attention_min": float(attention.min()),

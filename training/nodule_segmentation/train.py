@@ -88,6 +88,11 @@ def build_parser():
     loss.add_argument(
         "--use_focal_loss", action=argparse.BooleanOptionalAction, help="focal loss on logits instead of BCE"
     )
+    loss.add_argument(
+        "--align_supervised_attention",
+        action=argparse.BooleanOptionalAction,
+        help="the alignment MSE also moves the supervised attention (the original); no: only the segmentation",
+    )
     train_group = parser.add_argument_group("training")
     for name, kind in (("epochs", int), ("batch_size", int), ("lr", float), ("weight_decay", float)):
         train_group.add_argument(f"--{name}", type=kind)
@@ -167,6 +172,7 @@ def build_model(config):
         bce_weight=config.bce_weight,
         use_focal_loss=config.use_focal_loss,
         alignment_weight=config.alignment_weight,
+        align_supervised_attention=config.align_supervised_attention,
         supervise_attention=config.model_type == "improved",
         total_epochs=config.epochs,
     )

@@ -129,3 +129,39 @@ def test_soft_dice_score_pools_each_batch():
 def test_losses_serialize(name):
     revived = run_serialization_test(segmentation_loss(name))
     assert type(revived) is type(segmentation_loss(name))
+
+
+def gradient_wrt_attention(loss, attention):
+    """d loss(MASK, {segmentation: LOGITS, attention}) / d attention, on the backend."""
+
+    def of(a):
+        return loss(MASK, {"segmentation": keras.ops.convert_to_tensor(LOGITS), "attention": a})
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return np.asarray(jax.grad(of)(keras.ops.convert_to_tensor(attention)))
+    import tensorflow as tf
+
+    a = tf.convert_to_tensor(attention)
+    with tf.GradientTape() as tape:
+        tape.watch(a)
+        value_ = of(a)
+    return tape.gradient(value_, a).numpy()
+
+
+def test_a_supervised_attention_can_be_left_out_of_the_alignment_gradient():
+    attention = RNG.uniform(0.01, 0.99, size=MASK.shape).astype("float32")
+    outputs = {"segmentation": LOGITS, "attention": attention}
+    aligned, fixed = ImprovedCombinedLoss(), ImprovedCombinedLoss(align_supervised_attention=False)
+    assert value(fixed, MASK, outputs) == pytest.approx(value(aligned, MASK, outputs), rel=1e-6)  # same value
+    # the map's gradient is then its supervision's alone: that of the loss without the alignment term
+    without_alignment = gradient_wrt_attention(ImprovedCombinedLoss(alignment_weight=0.0), attention)
+    np.testing.assert_allclose(gradient_wrt_attention(fixed, attention), without_alignment, rtol=1e-5, atol=1e-9)
+    # the original's: plus 0.1 * d mean((A - P)^2) / dA = 0.2 (A - P) / (H W), per sample (mean over the batch)
+    extra = 0.1 * 2 * (attention - PROB) / np.prod(MASK.shape[1:]) / MASK.shape[0]
+    np.testing.assert_allclose(
+        gradient_wrt_attention(aligned, attention), without_alignment + extra, rtol=1e-4, atol=1e-8
+    )
+    unsupervised = dict(supervise_attention=False, align_supervised_attention=False)
+    assert np.abs(gradient_wrt_attention(ImprovedCombinedLoss(**unsupervised), attention)).max() > 0
