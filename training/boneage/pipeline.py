@@ -103,10 +103,10 @@ def make_dataset(
         # cached uint8 images).
         rows = rows.shuffle(len(paths), seed=seed, reshuffle_each_iteration=False)
     decode = _decoder(img_size, interpolation, clahe)
-    cached = _cached(decode(rows), cache) if cache else None
+    cache_file = _cache_file(cache)  # None: no cache; "": in memory; else the files' prefix
+    cached = _cached(decode(rows), cache_file) if cache_file is not None else None
     randomize = training and (augmentation is not None or label_noise_std or mixup_alpha)
-    on_disk = cache and not (cache is True or cache == "memory")
-    later_buffer = min(len(paths), DISK_CACHE_SHUFFLE_BUFFER) if on_disk else len(paths)
+    later_buffer = min(len(paths), DISK_CACHE_SHUFFLE_BUFFER) if cache_file else len(paths)
 
     def one_pass(shuffle_seed, reshuffle, draws, first_pass):
         if training:
@@ -171,10 +171,17 @@ def _decoder(img_size, interpolation, clahe):
     return decode
 
 
-def _cached(dataset, cache):
+def _cache_file(cache):
+    """`tf.data`'s cache argument for ``cache``: ``None`` (no cache), ``""`` (memory) or a file prefix."""
+    if not cache:
+        return None
+    return "" if cache is True or cache == "memory" else str(cache)
+
+
+def _cached(dataset, cache_file):
     """``dataset``'s images cached as uint8 (a quarter of float32: RSNA at 500 px is 2.9 GiB, not 11.7)."""
     dataset = dataset.map(lambda x, s, z: (tf.cast(tf.round(tf.clip_by_value(x, 0.0, 255.0)), tf.uint8), s, z))
-    return dataset.cache(str(cache) if not isinstance(cache, bool) and cache != "memory" else "")
+    return dataset.cache(cache_file)
 
 
 class DataEpoch(keras.callbacks.Callback):
