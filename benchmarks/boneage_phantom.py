@@ -57,7 +57,7 @@ def histogram_ridge_mae(data_dir):
 
 
 def attention_mass_in_masks(checkpoint, data_dir):
-    """Mean share of |attention| inside the age-bearing masks, and the masks' share of the image."""
+    """Mean share of |attention| inside the age-bearing masks, the masks' share of the image, the map's size."""
     network = keras.saving.load_model(checkpoint)
     probe = keras.Model(network.inputs, network.get_layer("attention_map").output)
     test = load_split(data_dir, "test")
@@ -77,9 +77,10 @@ def attention_mass_in_masks(checkpoint, data_dir):
     )
     inputs = [images, test["male"].to_numpy("float32")[:, None]] if len(network.inputs) > 1 else images
     maps = np.abs(probe.predict(inputs, verbose=0))
+    map_size = list(maps.shape[1:3])
     maps = keras.ops.convert_to_numpy(keras.ops.image.resize(maps, (size, size), interpolation="bilinear"))[..., 0]
     inside = (maps * masks).sum(axis=(1, 2)) / np.maximum(maps.sum(axis=(1, 2)), 1e-12)
-    return float(inside.mean()), float(masks.mean())
+    return float(inside.mean()), float(masks.mean()), map_size
 
 
 def main(argv=None):
@@ -89,6 +90,7 @@ def main(argv=None):
     parser.add_argument("--output", default="benchmarks/results/boneage_phantom.json")
     args, train_argv = parser.parse_known_args(argv)
     config = train_boneage.parse_args(train_argv)
+    data_dir = Path(config.data_dir) if config.data_dir else DEFAULT_PHANTOM_DIR
     rows = []
     for model_type in args.models.split(","):
         output_dir = Path(args.runs_dir) / model_type
@@ -108,12 +110,13 @@ def main(argv=None):
             "wall_seconds": results.get("wall_seconds", round(time.time() - started, 1)),
         }
         if model_type.startswith("attn"):
-            row["attention_mass_in_masks"], row["mask_area_fraction"] = attention_mass_in_masks(
-                output_dir / "checkpoint.keras", DEFAULT_PHANTOM_DIR
+            row["attention_mass_in_masks"], row["mask_area_fraction"], row["attention_map_size"] = (
+                attention_mass_in_masks(output_dir / "checkpoint.keras", data_dir)
             )
+            row["attention_concentration"] = row["attention_mass_in_masks"] / row["mask_area_fraction"]
         rows.append(row)
-    ridge_mae, mean_mae = histogram_ridge_mae(DEFAULT_PHANTOM_DIR)
-    manifest = json.loads((DEFAULT_PHANTOM_DIR / phantom.MANIFEST).read_text())
+    ridge_mae, mean_mae = histogram_ridge_mae(data_dir)
+    manifest = json.loads((data_dir / phantom.MANIFEST).read_text())
     summary = {
         "models": rows,
         "histogram_ridge_test_mae_months": ridge_mae,
@@ -126,11 +129,12 @@ def main(argv=None):
         "keras_backend": keras.backend.backend(),
     }
     write_json(args.output, summary)
-    print("| model | test MAE (months) | with TTA | r | attention mass in masks / mask area | wall s |")
+    print("| model | test MAE (months) | with TTA | r | attention mass in masks / mask area (map) | wall s |")
     print("|---|---|---|---|---|---|")
     for row in rows:
         attention = (
-            f"{row['attention_mass_in_masks']:.2f} / {row['mask_area_fraction']:.2f}"
+            f"{row['attention_mass_in_masks']:.3f} / {row['mask_area_fraction']:.3f} "
+            f"= {row['attention_concentration']:.2f} ({'x'.join(map(str, row['attention_map_size']))})"
             if "attention_mass_in_masks" in row
             else "-"
         )

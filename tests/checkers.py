@@ -95,7 +95,9 @@ def run_on_two_jax_cpu_devices(command, timeout=600):
     """
     env = {
         "KERAS_BACKEND": "jax",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        # the two devices' threads meet at every all-reduce; on a loaded CI machine one can arrive
+        # more than XLA's default 40 s after the other, which would end the run with a timeout
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2 --xla_cpu_collective_call_terminate_timeout_seconds=600",
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "PYTHONPATH": str(REPO),
     }

@@ -115,6 +115,23 @@ def _phantom_settings(manifest_path):
     return json.loads(manifest_path.read_text()).get("arguments", {})
 
 
+def phantom_error_floor(args, split):
+    """The phantom's error floor (months) on ``split``, or ``None`` when the split is not a phantom's.
+
+    ``args`` needs ``data_dir`` and ``<split>_csv``: a CSV given for the split means other data.
+
+    >>> import types
+    >>> phantom_error_floor(types.SimpleNamespace(data_dir=None, test_csv=None), "test") is None
+    True
+    """
+    if not args.data_dir or getattr(args, f"{split}_csv", None):
+        return None
+    manifest = Path(args.data_dir) / phantom.MANIFEST
+    if not manifest.is_file():
+        return None
+    return json.loads(manifest.read_text())["splits"][split]["error_floor_mae_months"]
+
+
 def load_splits(args, names=("train", "val", "test")):
     """Read the splits named by the command-line arguments into checked tables.
 

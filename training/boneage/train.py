@@ -42,7 +42,7 @@ from modeling.layers import Denormalization
 from modeling.losses import LOSS_NAMES, get_loss_function
 from modeling.metrics import MAEMonths
 from training.boneage.config import CACHE_CHOICES, PRESETS, RESUME_INDEPENDENT, BoneAgeConfig, parse_unfreeze_schedule
-from training.boneage.data_sources import add_data_arguments, load_splits, use_default_phantom
+from training.boneage.data_sources import add_data_arguments, load_splits, phantom_error_floor, use_default_phantom
 from training.boneage.evaluation import agreement_figures, predictions_table, regression_metrics
 from training.boneage.pipeline import DataEpoch, make_dataset
 from training.cli import (
@@ -112,7 +112,9 @@ def build_parser():
     train.add_argument("--smooth_l1_sigma", type=float)
     train.add_argument("--wing_w", type=float)
     train.add_argument("--wing_epsilon", type=float)
-    train.add_argument("--use_cyclical_lr", action="store_true", help="cyclical LR instead of ReduceLROnPlateau")
+    train.add_argument(
+        "--use_cyclical_lr", action=argparse.BooleanOptionalAction, help="cyclical LR instead of ReduceLROnPlateau"
+    )
     train.add_argument("--clr_max_lr", type=float, help="peak of the cycle (default: 10 x --lr)")
     train.add_argument("--clr_step_size", type=int, help="iterations per half cycle")
     train.add_argument("--clr_mode", choices=CLR_MODES)
@@ -142,6 +144,9 @@ def build_parser():
         action=argparse.BooleanOptionalAction,
         help="random flips, rotations, shifts, zooms, brightness, contrast",
     )
+    data.add_argument("--augment_rotation", type=float, help="rotations up to +-this many degrees")
+    data.add_argument("--augment_shift", type=float, help="shifts up to this fraction of the size")
+    data.add_argument("--augment_zoom", type=float, help="zoom factors in [1 - zoom, 1 + zoom] per axis")
     data.add_argument("--augment_brightness", type=float)
     data.add_argument("--augment_contrast", type=float)
     data.add_argument("--phantom_n_train", type=int)
@@ -389,7 +394,15 @@ def train(config):
     run_files.directory.finish(epochs_trained=results["epochs_trained"])
     summary = {
         key: results[key]
-        for key in ("val_mae_months", "test_mae_months", "test_mae_months_tta", "test_correlation", "wall_seconds")
+        for key in (
+            "val_mae_months",
+            "test_mae_months",
+            "test_mae_months_tta",
+            "test_mae_to_floor",
+            "test_mae_to_floor_tta",
+            "test_correlation",
+            "wall_seconds",
+        )
         if key in results
     }
     print(
@@ -422,7 +435,13 @@ def training_options(config):
     """`make_dataset` arguments of the training split: augmentation, mixup, label noise."""
     return dict(
         training=True,
-        augmentation=Augmentation(brightness=config.augment_brightness, contrast=config.augment_contrast)
+        augmentation=Augmentation(
+            rotation_degrees=config.augment_rotation,
+            shift=config.augment_shift,
+            zoom=config.augment_zoom,
+            brightness=config.augment_brightness,
+            contrast=config.augment_contrast,
+        )
         if config.augment
         else None,
         mixup_alpha=config.mixup_alpha,
@@ -582,8 +601,13 @@ def evaluate_and_report(config, run, inference_model, splits, target_mean, targe
     results["best_val_mae"] = float(log["val_mae"].iloc[best])
     results["best_val_epoch"] = best + 1
     results["best_val_mae_months"] = results["best_val_mae"] * target_std
+    floor = phantom_error_floor(config, "test")
     for key in [key for key in results if key.startswith("test_mae_months")]:
         results[key.replace("months", "zscore")] = results[key] / target_std
+        if floor:  # on a phantom: how far from the best possible reader
+            results[key.replace("months", "to_floor")] = results[key] / floor
+    if floor:
+        results["test_error_floor_mae_months"] = floor
     return results
 
 

@@ -66,6 +66,14 @@ def test_results_json_holds_the_metrics_of_the_prediction_csv(finished_run):
     assert log["learning_rate"].notna().all()
 
 
+def test_results_give_the_test_mae_as_a_multiple_of_the_phantom_error_floor(finished_run, data_dir):
+    _, results, _ = finished_run
+    floor = json.loads((data_dir / phantom.MANIFEST).read_text())["splits"]["test"]["error_floor_mae_months"]
+    assert results["test_error_floor_mae_months"] == floor > 0
+    assert results["test_mae_to_floor"] == pytest.approx(results["test_mae_months"] / floor, rel=1e-9)
+    assert results["test_mae_to_floor_tta"] == pytest.approx(results["test_mae_months_tta"] / floor, rel=1e-9)
+
+
 def test_saved_model_predicts_months_from_raw_pixels(finished_run, data_dir):
     output, results, argv = finished_run
     assert "--interpolation" in argv and "nearest" in argv  # a non-default the model must carry
@@ -191,8 +199,11 @@ def test_progressive_unfreezing_from_the_command_line(data_dir, tmp_path):
 
 
 def test_cyclical_lr_defaults_to_a_real_cycle():
-    args = train_boneage.parse_args(["--use_cyclical_lr", "--lr", "1e-4"])
+    # the CPU preset sets its own peak (3e-3); the original preset leaves it to the 10 x --lr rule
+    assert train_boneage.parse_args([]).clr_max_lr == pytest.approx(3e-3)
+    args = train_boneage.parse_args(["--preset", "original", "--use_cyclical_lr", "--lr", "1e-4"])
     assert args.clr_max_lr == pytest.approx(1e-3)
+    assert not train_boneage.parse_args(["--no-use_cyclical_lr"]).use_cyclical_lr
 
 
 def test_original_preset_restores_the_original_settings():

@@ -26,11 +26,18 @@ def test_presets_hold_the_original_and_the_cpu_settings():
     cpu, original = BoneAgeConfig(), BoneAgeConfig.from_preset("original")
     assert (cpu.backbone, cpu.img_size, cpu.epochs_frozen, cpu.epochs_finetune, cpu.bn_momentum) == (
         "mobilenet_v2",
-        96,
+        128,
         0,
         24,
         0.9,
     )
+    # the CPU preset: triangular2 from 1e-4 to 3e-3, half the original's geometric augmentation
+    assert (cpu.use_cyclical_lr, cpu.clr_mode, cpu.lr, cpu.clr_max_lr) == (True, "triangular2", 1e-4, 3e-3)
+    assert (cpu.augment_rotation, cpu.augment_shift, cpu.augment_zoom, cpu.augment_brightness) == (10, 0.1, 0.1, 0)
+    # the original: ReduceLROnPlateau at a constant 1e-4, ImageDataGenerator's 20 degrees, 0.2, 0.2
+    assert (original.use_cyclical_lr, original.lr, original.clr_max_lr) == (False, 1e-4, None)
+    assert (original.augment_rotation, original.augment_shift, original.augment_zoom) == (20, 0.2, 0.2)
+    assert (original.augment_brightness, original.augment_contrast) == (0, 0)
     assert (original.model_type, original.use_tta, original.bn_momentum, original.output_dir) == (
         "baseline",
         False,
@@ -44,12 +51,12 @@ def test_help_shows_each_presets_value(capsys):
     with pytest.raises(SystemExit):
         train_boneage.parse_args(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "[presets: cpu 96, original 500]" in help_text
+    assert "[presets: cpu 128, original 500]" in help_text
     assert "[presets: cpu mobilenet_v2, original xception]" in help_text
 
 
 def test_validation_names_the_setting_and_fills_derived_defaults():
-    assert BoneAgeConfig(use_cyclical_lr=True, lr=2e-4).validated().clr_max_lr == pytest.approx(2e-3)
+    assert BoneAgeConfig(lr=2e-4, clr_max_lr=None).validated().clr_max_lr == pytest.approx(2e-3)
     assert BoneAgeConfig(weights="None").validated().weights is None
     with pytest.raises(ConfigError, match="--dropout_rate must be in"):
         BoneAgeConfig(dropout_rate=1.0).validated()
