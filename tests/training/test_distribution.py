@@ -134,6 +134,9 @@ def test_two_jax_processes_match_one_process_on_the_same_global_batches(tmp_path
         "--no-fine_tune",
         "--no-use_tta",
         "--no-augment",
+        "--no-use_cyclical_lr",
+        "--lr",
+        "1e-3",
     ]  # augmentation draws differ per shard; dropout stays on
     parallel = [
         "--distribute",

@@ -113,10 +113,10 @@ def test_an_unfinished_run_with_other_settings_is_refused_then_restarted_with_ov
         train_boneage.run(argv)
     monkeypatch.undo()
     (tmp_path / "run" / "my_notes.txt").write_text("the user's own file")
-    with pytest.raises(SystemExit, match=r"other settings.*lr: 0\.001 -> 0\.01"):
-        train_boneage.run([*argv, "--lr", "0.01"])
-    results = train_boneage.run([*argv, "--lr", "0.01", "--overwrite"])
-    assert results["config"]["lr"] == 0.01 and results["epochs_trained"] == 1
+    with pytest.raises(SystemExit, match=r"other settings.*lr: 0\.0001 -> 0\.001"):
+        train_boneage.run([*argv, "--lr", "0.001"])
+    results = train_boneage.run([*argv, "--lr", "0.001", "--overwrite"])
+    assert results["config"]["lr"] == 0.001 and results["epochs_trained"] == 1
     assert (tmp_path / "run" / "my_notes.txt").read_text() == "the user's own file"
 
 
