@@ -63,6 +63,9 @@ class ImplantConfig(RunConfig):
     epochs: int = 20
     pretrain_epochs: int = 8
     pretrain_lr: float = 1e-4
+    # The reference's strong augmentation in pretraining; off, the shuffled training images get the
+    # validation transform (the from-scratch ViT learns then: training/implant_dimensions/README.md).
+    pretrain_augmentation: bool = True
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.05

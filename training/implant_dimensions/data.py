@@ -124,6 +124,7 @@ def make_dataset(
     training=False,
     seed=0,
     strong_augmentation=False,
+    augment=True,
     num_shards=1,
     shard_index=0,
     drop_remainder=False,
@@ -137,6 +138,7 @@ def make_dataset(
         labels: class indices (`label_indices`) instead of ``targets``, or None (images only).
         training: random crop, flip, rotation, brightness and contrast; else resize + centre crop.
         strong_augmentation: the pretraining's (rotation 15 deg, brightness/contrast 0.3).
+        augment: with ``training``, False keeps the shuffle but gives the validation transform.
         num_shards, shard_index: this process's part of the entries in a multi-process run.
         drop_remainder: drop a last partial batch (data-parallel batches must split evenly).
     """
@@ -147,7 +149,7 @@ def make_dataset(
 
     resize = int(round(image_size * 256 / 224))
     strength = 0.3 if strong_augmentation else 0.2
-    augment = Augmentation(
+    augmenter = Augmentation(
         flip=True,
         rotation_degrees=15.0 if strong_augmentation else 10.0,
         shift=0.0,
@@ -158,7 +160,7 @@ def make_dataset(
 
     def load(path, index):
         image = tf.cast(tf.io.decode_png(tf.io.read_file(path), channels=3), tf.float32)
-        if training:
+        if training and augment:
             return random_resized_crop(image, image_size, seed=tf.stack([tf.cast(seed, tf.int64), index]))
         return resize_center_crop(image, resize, image_size)
 
@@ -181,8 +183,8 @@ def make_dataset(
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder)
 
     def finish(images, index):
-        if training:
-            images = augment(images, tf.stack([tf.cast(seed, tf.int32), tf.cast(index[0], tf.int32)]))
+        if training and augment:
+            images = augmenter(images, tf.stack([tf.cast(seed, tf.int32), tf.cast(index[0], tf.int32)]))
         images = imagenet_normalize(tf.clip_by_value(images, 0.0, 255.0))
         if targets is None and labels is None:
             return images

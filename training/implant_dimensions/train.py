@@ -187,7 +187,15 @@ def pretrain(config, run, splits, vocabulary, target, dist):
         jit_compile=config.jit_compile_argument,
     )
     labels = {name: label_indices(splits[name].table, vocabulary[target], target) for name in ("train", "val")}
-    data = _datasets(config, splits, dist, ("train", "val"), labels=labels.get, strong_augmentation=True)
+    data = _datasets(
+        config,
+        splits,
+        dist,
+        ("train", "val"),
+        labels=labels.get,
+        strong_augmentation=True,
+        augment=config.pretrain_augmentation,
+    )
     best = keras.callbacks.ModelCheckpoint(
         run.file(f"pretrain_{target}.weights.h5"),
         monitor="val_accuracy",

@@ -89,3 +89,27 @@ def test_data_parallel_on_two_logical_cpu_devices(phantom, tmp_path):
     assert (results["backend"], results["distribute"], results["replicas"]) == ("jax", "data_parallel", 2)
     log = pd.read_csv(tmp_path / "training_log.csv")
     assert len(log) == 1 and np.isfinite(log["val_avg_mae"]).all() and np.isfinite(results["test_avg_mae"])
+
+
+def test_training_without_augmentation_shuffles_the_validation_transform(phantom):
+    from training.implant_dimensions.data import make_dataset
+
+    table = read_split(phantom / "train.json").table
+    rows = np.arange(len(table), dtype="int32")
+
+    def images_by_row(**options):
+        pairs = [
+            (int(r), np.asarray(x))
+            for xs, ys in make_dataset(table, 24, 8, labels=rows, **options)
+            for x, r in zip(xs, ys, strict=True)
+        ]
+        return [r for r, _ in pairs], dict(pairs)
+
+    order, plain = images_by_row(training=True, augment=False, seed=3)
+    val_order, val = images_by_row(training=False)
+    assert val_order == list(range(len(table)))
+    assert sorted(order) == val_order and order != val_order  # every row once, shuffled
+    for row in val_order:  # each image is exactly the validation transform of its row
+        np.testing.assert_array_equal(plain[row], val[row])
+    _, augmented = images_by_row(training=True, seed=3)
+    assert max(np.abs(augmented[r] - val[r]).max() for r in val_order) > 0.5
