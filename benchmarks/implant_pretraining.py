@@ -26,9 +26,10 @@ import keras
 import numpy as np
 
 from modeling.implant_dimensions import embedding_classifier
+from training.implant_dimensions.config import ImplantConfig
 from training.implant_dimensions.data import label_indices, make_dataset, read_split, vocabularies
 from training.implant_dimensions.phantom import make_phantom
-from training.implant_dimensions.train import warmup_cosine_factor
+from training.implant_dimensions.train import _optimizer, _schedule
 
 RESULTS = Path(__file__).resolve().parent / "results" / "implant_pretraining.jsonl"
 
@@ -66,19 +67,20 @@ def main():
     splits = {name: read_split(root / f"{name}.json", name=name) for name in ("train", "val")}
     vocabulary = vocabularies(splits["train"], splits["val"])["company"]
     keras.utils.set_random_seed(0)
-    if args.arch == "vit":  # the CPU preset's small ViT (2 layers, width 64, 2 heads)
-        overrides = dict(patch_size=args.patch_size, num_layers=2, hidden_dim=64, num_heads=2, mlp_dim=256)
+    # The CPU preset's optimizer, schedule (2 warmup epochs, then cosine) and small ViT (2 layers, width 64).
+    config = ImplantConfig(patch_size=args.patch_size, epochs=args.epochs, pretrain_lr=args.lr)
+    if args.arch == "vit":
         model = embedding_classifier(
             num_classes=len(vocabulary),
             image_size=args.image_size,
             model_size="tiny",
             embed_dim=args.embed_dim,
-            vit_overrides=overrides,
+            vit_overrides=config.vit_overrides,
         )
     else:
         model = control_cnn(args.image_size, len(vocabulary))
     model.compile(
-        keras.optimizers.AdamW(args.lr, weight_decay=0.05, clipnorm=1.0),
+        _optimizer(config, args.lr),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1),
         metrics=["accuracy"],
     )
@@ -93,7 +95,7 @@ def main():
         )
         for name, split in splits.items()
     }
-    schedule = keras.callbacks.LearningRateScheduler(lambda e, _: args.lr * warmup_cosine_factor(e, 2, args.epochs))
+    schedule = _schedule(config, args.epochs, args.lr)
     started = time.time()
     history = model.fit(data["train"], validation_data=data["val"], epochs=args.epochs, verbose=2, callbacks=[schedule])
     row = {
