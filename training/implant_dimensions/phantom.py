@@ -77,7 +77,7 @@ def render(length, diameter, design, image_size, rng):
     return np.clip(image, 0, 255).astype("uint8")
 
 
-def make_phantom(root, n_train=240, n_val=80, n_test=80, image_size=96, seed=0):
+def make_phantom(root, n_train=1200, n_val=80, n_test=80, image_size=96, seed=0):
     """Write the dataset under ``root`` (skipped if ``root/train.json`` exists); returns ``root``."""
     root = Path(root)
     if (root / "train.json").exists():

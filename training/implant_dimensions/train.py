@@ -4,7 +4,7 @@
 With no flags it builds the embedded synthetic dataset (``data/implant_phantom``), pretrains the
 company and the model-type embedding classifiers (unless ``--company_checkpoint`` /
 ``--model_checkpoint`` are given), then trains the regressor with progressive unfreezing, all with
-the CPU preset (a small ViT at 48 px). ``--preset original`` restores the original's settings.
+the CPU preset (a small ViT at 96 px). ``--preset original`` restores the original's settings.
 
 Outputs in ``--output_dir``: ``embedding_{company,model}.keras`` with ``vocabulary_{company,model}.json``
 (pretraining), ``best.keras`` (image -> dimensions and attention weights), ``vocabulary.json``,
@@ -32,6 +32,7 @@ from modeling.implant_dimensions import (
     embedding_classifier,
     single_embedding_regression,
 )
+from modeling.losses import ScaledMeanSquaredError
 from training.cli import (
     ConfigError,
     add_preset_and_verbose_arguments,
@@ -271,8 +272,10 @@ def fit(config, run, splits, vocabulary, dist):
         else:
             sources[target] = pretrain(config, run, splits, vocabulary, target, dist)
     targets = TARGETS[config.task]
-    model = build_regressor(config, sources, target_statistics(splits["train"].table, targets))
-    model.compile(_optimizer(config, config.lr), loss={DIMENSIONS: "mse"}, jit_compile=config.jit_compile_argument)
+    statistics = target_statistics(splits["train"].table, targets)
+    model = build_regressor(config, sources, statistics)
+    loss = ScaledMeanSquaredError(statistics[1]) if config.loss == "scaled_mse" else keras.losses.MeanSquaredError()
+    model.compile(_optimizer(config, config.lr), loss={DIMENSIONS: loss}, jit_compile=config.jit_compile_argument)
     data = _datasets(config, splits, dist, ("train", "val"), targets=targets)
     multipliers = {"company": config.company_lr_multiplier, "model": config.model_lr_multiplier}
     schedule = {config.unfreeze_epoch - 1: 0.5, config.full_unfreeze_epoch - 1: 1.0}

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from modeling.losses import LOSS_NAMES, Huber, SmoothL1, Wing, get_loss_function
+from modeling.losses import LOSS_NAMES, Huber, ScaledMeanSquaredError, SmoothL1, Wing, get_loss_function
 from tests.checkers import run_serialization_test
 
 pytestmark = pytest.mark.multibackend
@@ -48,7 +48,21 @@ def test_get_loss_function_names_and_parameters():
         get_loss_function("wing", wing_width=5.0)
 
 
-@pytest.mark.parametrize("loss", [Huber(delta=0.5), SmoothL1(sigma=0.5), Wing(width=4.0, curvature=0.5)])
+def test_scaled_mse_formula_and_unit_scale():
+    y_true = np.array([[10.0, 4.0], [8.0, 3.5]], "float32")
+    y_pred = np.array([[12.0, 3.3], [8.5, 3.5]], "float32")
+    # rows: ((2/2)^2 + (0.7/0.5)^2) / 2 = 1.48 and ((0.5/2)^2 + 0) / 2 = 0.03125; batch mean 0.755625
+    loss = ScaledMeanSquaredError(scale=[2.0, 0.5])
+    assert float(loss(y_true, y_pred)) == pytest.approx(0.755625, rel=1e-6)
+    unit = float(ScaledMeanSquaredError(scale=[1.0, 1.0])(y_true, y_pred))
+    assert unit == pytest.approx(float(keras.losses.MeanSquaredError()(y_true, y_pred)), rel=1e-6)
+    with pytest.raises(ValueError, match="one positive value per target"):
+        ScaledMeanSquaredError(scale=[1.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    "loss", [Huber(delta=0.5), SmoothL1(sigma=0.5), Wing(width=4.0, curvature=0.5), ScaledMeanSquaredError([2.0] * 4)]
+)
 def test_losses_serialize(loss):
     revived = run_serialization_test(loss)
     assert float(revived(Y_TRUE, Y_PRED)) == pytest.approx(float(loss(Y_TRUE, Y_PRED)))

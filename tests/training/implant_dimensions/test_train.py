@@ -2,10 +2,13 @@
 
 import json
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
 
+from modeling.implant_dimensions import DIMENSIONS
+from modeling.losses import ScaledMeanSquaredError
 from tests.checkers import run_on_two_jax_cpu_devices
 from training.cli import ConfigError
 from training.data.tables import DataError
@@ -54,6 +57,10 @@ def test_the_command_pretrains_unfreezes_and_reports_every_target(phantom, tmp_p
         [f"--model={tmp_path / 'best.keras'}", f"--json={phantom / 'test.json'}", f"--output={tmp_path / 'p.csv'}"]
     )
     assert len(table) == 16 and {"predicted_length", "predicted_diameter", "attention_weights_2"} <= set(table)
+    # the CPU preset's loss: MSE of the sizes over the training split's standard deviations
+    stds = read_split(phantom / "train.json").table[["length", "diameter"]].std(ddof=0)
+    loss = keras.saving.load_model(tmp_path / "best.keras").loss[DIMENSIONS]
+    assert isinstance(loss, ScaledMeanSquaredError) and loss.scale == pytest.approx(stds.tolist(), rel=1e-6)
 
 
 def test_bad_entries_are_skipped_and_counted_and_bad_files_named(tmp_path, phantom):
@@ -76,6 +83,8 @@ def test_bad_entries_are_skipped_and_counted_and_bad_files_named(tmp_path, phant
         read_split(tmp_path / "gone.json", image_root=phantom)
     with pytest.raises(ConfigError, match="--unfreeze_epoch"):
         train(ImplantConfig(unfreeze_epoch=9, full_unfreeze_epoch=5))
+    with pytest.raises(ConfigError, match="--loss must be one of"):
+        train(ImplantConfig(loss="mae"))
 
 
 def test_data_parallel_on_two_logical_cpu_devices(phantom, tmp_path):
