@@ -46,7 +46,7 @@ RUNS = (
 
 def label_references(data_dir):
     """Test MAE of predicting the training mean, and of each implant model's training median."""
-    train, test = (pd.DataFrame(json.loads((Path(data_dir) / f"{s}.json").read_text())) for s in ("train", "test"))
+    train, test = (pd.DataFrame(json.loads((data_dir / f"{s}.json").read_text())) for s in ("train", "test"))
     medians = train.groupby("model")[list(TARGETS)].median()
     return {
         "training mean": {t: float((test[t] - train[t].mean()).abs().mean()) for t in TARGETS},
@@ -65,7 +65,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     load_before, started = os.getloadavg(), time.time()
     common = {"epochs": args.epochs} if args.epochs else {}
-    preset_seed = ImplantConfig().seed
+    preset = ImplantConfig.from_preset("cpu")
+    preset_seed, data_dir = preset.seed, Path(preset.data_dir)
     plan = [(name, overrides, preset_seed) for name, overrides in RUNS]
     plan += [(name, overrides, seed) for seed in args.extra_seeds for name, overrides in RUNS[:2]]
     rows, pretrained = [], {}
@@ -89,8 +90,8 @@ def main(argv=None):
                 "wall_seconds": results["wall_seconds"],
             }
         )
-    floor = error_floor(Path(ImplantConfig().data_dir) / "test.json")
-    references = label_references(ImplantConfig().data_dir)
+    floor = error_floor(data_dir / "test.json")
+    references = label_references(data_dir)
     margins = {}  # seed -> baseline MAE - default dual MAE, per target (positive: the dual is better)
     for seed in (preset_seed, *args.extra_seeds):
         by_name = {row["model"]: row for row in rows if row["seed"] == seed}
@@ -104,7 +105,7 @@ def main(argv=None):
         "margin_by_seed_mm": margins,
         "mean_margin_mm": {t: float(np.mean([m[t] for m in margins.values()])) for t in TARGETS},
         "default_command": default,
-        "epochs": args.epochs or ImplantConfig().epochs,
+        "epochs": args.epochs or preset.epochs,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
         "load_average_before": list(load_before),
         "load_average_after": list(os.getloadavg()),
