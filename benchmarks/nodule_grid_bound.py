@@ -44,6 +44,11 @@ def _batch_pearson(a, b):
     return tf.reduce_sum(a * b, axis=1) / tf.sqrt(tf.reduce_sum(a * a, axis=1) * tf.reduce_sum(b * b, axis=1) + 1e-12)
 
 
+def _head_output(logits, size):
+    """The head's output form: ``sigmoid`` of the logits grid upsampled bilinearly to ``size``."""
+    return tf.sigmoid(tf.image.resize(logits, (size, size), method="bilinear"))
+
+
 def grid_bounds(masks, grid, steps):
     """Both correlations for non-empty ``masks`` ``(N, S, S, 1)`` through a ``grid``^2 grid."""
     size = masks.shape[1]
@@ -57,13 +62,12 @@ def grid_bounds(masks, grid, steps):
     @tf.function
     def step():
         with tf.GradientTape() as tape:
-            output = tf.sigmoid(tf.image.resize(logits, (size, size), method="bilinear"))
-            loss = -tf.reduce_mean(_batch_pearson(output, truth))
+            loss = -tf.reduce_mean(_batch_pearson(_head_output(logits, size), truth))
         optimizer.apply_gradients([(tape.gradient(loss, logits), logits)])
 
     for _ in range(steps):
         step()
-    fitted = tf.sigmoid(tf.image.resize(logits, (size, size), method="bilinear"))
+    fitted = _head_output(logits, size)
     return {"area_bilinear": _mean_pearson(masks, area_bilinear), "sigmoid_fit": _mean_pearson(masks, fitted)}
 
 
