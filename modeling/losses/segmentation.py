@@ -18,6 +18,18 @@ from keras import ops
 
 SEGMENTATION_LOSS_NAMES = ("improved", "tversky", "focal_tversky", "dice_focal", "weighted_bce", "combined_medical")
 _LOG_CLAMP = -100.0  # torch's binary_cross_entropy clamps log at -100
+_GRADIENT_FLOOR = 1e-12  # torch's BCE backward divides by max(x (1 - x), 1e-12)
+
+
+def _clamped_log(x):
+    """``max(log(x), -100)`` as torch's BCE computes it, with the gradient ``1 / max(x, 1e-12)``.
+
+    Differentiating the clamp itself gives ``0 * inf = NaN`` wherever a probability reaches exactly
+    0 (or 1, for ``log(1 - x)``), which a saturated sigmoid does in float32; torch's BCE keeps its
+    gradient finite the same way.
+    """
+    floored = ops.maximum(x, _GRADIENT_FLOOR)
+    return ops.log(floored) + ops.stop_gradient(ops.maximum(ops.log(x), _LOG_CLAMP) - ops.log(floored))
 
 
 def _mask(y_true, like):
@@ -115,13 +127,13 @@ def attention_supervision(mask, attention, focal_weight=0.5, alpha=0.25, gamma=2
     """Per-sample ``BCE(A, G) + focal_weight * mean(alpha (1 - p_t)**gamma BCE(A, G))`` on probabilities.
 
     ``G`` is resized bilinearly to the attention's size when they differ; ``p_t`` is ``A`` where
-    ``G == 1`` and ``1 - A`` elsewhere; the logarithms are clamped at -100 as in torch.
+    ``G == 1`` and ``1 - A`` elsewhere; the logarithms are clamped at -100 as in torch, with finite
+    gradients where ``A`` is exactly 0 or 1.
     """
     mask = ops.cast(mask, attention.dtype)
     if tuple(mask.shape[1:3]) != tuple(attention.shape[1:3]):
         mask = ops.image.resize(mask, attention.shape[1:3], interpolation="bilinear", antialias=False)
-    log_a = ops.maximum(ops.log(attention), _LOG_CLAMP)
-    log_not_a = ops.maximum(ops.log(1.0 - attention), _LOG_CLAMP)
+    log_a, log_not_a = _clamped_log(attention), _clamped_log(1.0 - attention)
     bce = -(mask * log_a + (1.0 - mask) * log_not_a)
     p_t = ops.where(ops.equal(mask, 1.0), attention, 1.0 - attention)
     return _per_sample_mean(bce + focal_weight * alpha * (1.0 - p_t) ** gamma * bce)

@@ -159,6 +159,7 @@ def improved_model(
     backbone="resnet50",
     weights=None,
     alpha=0.3,
+    attention_pooling="bilinear",
     attention="supervised",
     nodule_branch_kind="fallback",
     nodule_row=None,
@@ -182,6 +183,8 @@ def improved_model(
             its input ``"xray_features"`` ``(S/32, S/32, feature_channels)``.
         weights: backbone weights: ``None``, ``"imagenet"`` or a local file.
         alpha: modulation strength (config ALPHA, 0.3).
+        attention_pooling: how the attention map reaches the feature grid: ``"bilinear"`` (the
+            original's point sampling), ``"average"`` or ``"max"`` (see `AttentionModulation`).
         attention: ``"supervised"`` (default) or ``"anatomical"`` (unsupervised).
         nodule_branch_kind: ``"fallback"`` (the branch every original run built) or ``"pathology"``.
         nodule_row: the "Nodule" classifier row for the pathology branch (freezes it).
@@ -212,7 +215,7 @@ def improved_model(
         attention_map = anatomical_attention(
             drr, features, "spatial_attention_", bn_momentum=bn_momentum, upsampling=anatomical_upsampling
         )
-    x = AttentionModulation(alpha, name="attention_modulation")([adapted, attention_map])
+    x = AttentionModulation(alpha, attention_pooling, name="attention_modulation")([adapted, attention_map])
     name = "segmentation_head"
     x, index = conv_bn_relu(x, name, 0, 64, 3, bn_momentum, dropout=0.2)
     for filters, scale, dropout in ((32, 2, 0.1), (16, 2, 0.0), (8, 8, 0.0)):
@@ -240,6 +243,7 @@ def lightweight_model(
     backbone="resnet50",
     weights=None,
     alpha=0.1,
+    attention_pooling="bilinear",
     trainable_stage=RESNET_LAST_STAGE,
     feature_channels=2048,
     bn_momentum=0.9,
@@ -271,7 +275,7 @@ def lightweight_model(
     x, _ = conv_bn_relu(x, "adaptation", index, 128, 1, bn_momentum)
     x = keras.layers.Concatenate(name="fusion_concat")([x, nodule_features])
     x = keras.layers.Conv2D(128, 1, name="fusion")(x)
-    x = AttentionModulation(alpha, name="attention_modulation")([x, attention_map])
+    x = AttentionModulation(alpha, attention_pooling, name="attention_modulation")([x, attention_map])
     x, index = conv_bn_relu(x, "decoder", 0, 64, 1, bn_momentum, dropout=0.4)
     for filters, dropout in ((32, 0.3), (16, 0.2), (8, 0.1)):
         x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"decoder_{index}")(x)

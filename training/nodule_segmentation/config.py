@@ -11,7 +11,7 @@ import dataclasses
 from typing import ClassVar
 
 from modeling.nodule_segmentation import check_image_size
-from modeling.nodule_segmentation.layers import UPSAMPLED_CONV_MODES
+from modeling.nodule_segmentation.layers import POOLINGS, UPSAMPLED_CONV_MODES
 from modeling.nodule_segmentation.models import NODULE_BRANCHES
 from training.cli import ConfigError
 from training.config import RunConfig
@@ -57,6 +57,7 @@ class NoduleSegmentationConfig(RunConfig):
     weights: str | None = None
     img_size: int = 128
     alpha: float | None = None
+    attention_pooling: str = "bilinear"
     anatomical_upsampling: str = "exact"
     nodule_branch: str = "fallback"
     train_whole_backbone: bool = False
@@ -123,6 +124,7 @@ class NoduleSegmentationConfig(RunConfig):
             "model_type": MODEL_TYPES,
             "anatomical_upsampling": UPSAMPLED_CONV_MODES,
             "nodule_branch": NODULE_BRANCHES,
+            "attention_pooling": POOLINGS,
             "on_bad_pairs": ("raise", "skip"),
         }
         for name, allowed in choices.items():

@@ -30,6 +30,7 @@ from callbacks import AttentionWeightSchedule
 from modeling import create_model
 from modeling.losses import ImprovedCombinedLoss
 from modeling.metrics import segmentation_metrics
+from modeling.nodule_segmentation.layers import POOLINGS
 from modeling.nodule_segmentation.models import RESNET_LAST_STAGE
 from modeling.nodule_segmentation.optimizers import GroupedAdamW
 from training.cli import (
@@ -74,6 +75,11 @@ def build_parser():
     model.add_argument("--img_size", type=int, help="square model size, a multiple of 32")
     model.add_argument(
         "--alpha", type=float, help="attention modulation strength (default: 0.3 improved, 0.1 lightweight)"
+    )
+    model.add_argument(
+        "--attention_pooling",
+        choices=POOLINGS,
+        help="how the attention map reaches the 1/32 feature grid (original: bilinear point sampling)",
     )
     model.add_argument("--anatomical_upsampling", choices=("exact", "conv_first"))
     model.add_argument("--nodule_branch", choices=("fallback", "pathology"))
@@ -159,6 +165,7 @@ def build_model(config):
         backbone=config.backbone,
         weights=config.weights,
         trainable_stage=None if config.train_whole_backbone else RESNET_LAST_STAGE,
+        attention_pooling=config.attention_pooling,
     )
     if config.alpha is not None:
         kwargs["alpha"] = config.alpha
@@ -241,6 +248,7 @@ def callbacks_for(config, run, loss):
             else []
         ),
         keras.callbacks.CSVLogger(str(log), append=True),
+        keras.callbacks.TerminateOnNaN(),
         TimeBudget(config.time_budget_minutes),
         keras.callbacks.TensorBoard(str(run.folder("tensorboard")), write_graph=False),
     ]

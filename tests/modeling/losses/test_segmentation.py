@@ -14,6 +14,7 @@ from modeling.losses.segmentation import (
     SoftDiceLoss,
     TverskyLoss,
     WeightedBCELoss,
+    attention_supervision,
     dynamic_attention_weight,
     segmentation_loss,
 )
@@ -62,6 +63,16 @@ def test_attention_supervision_by_hand_with_torchs_log_clamp():
     p_t = np.array([0.9, 0.8, 0.0, 0.5])
     expected = bce.mean() + 0.5 * np.mean(0.25 * (1 - p_t) ** 2 * bce)
     assert value(AttentionSupervisionLoss(), y, a) == pytest.approx(expected, rel=1e-5)
+
+
+def test_attention_supervision_gradient_is_torchs_and_finite_where_attention_saturates():
+    """d BCE / dA = (A - G) / (A (1 - A)) inside (0, 1), as torch's; finite where A is exactly 0 or 1."""
+    y = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0], "float32").reshape(1, 2, 3, 1)
+    a = np.array([0.9, 0.2, 1.0, 0.0, 0.0, 1.0], "float32").reshape(1, 2, 3, 1)
+    gradient = gradient_of(lambda x: keras.ops.sum(attention_supervision(y, x, focal_weight=0.0)), a).ravel()
+    inside = np.array([(0.9 - 1) / (0.9 * 0.1), 0.2 / (0.2 * 0.8)]) / 6  # the mean over 6 pixels
+    np.testing.assert_allclose(gradient[:2], inside, rtol=1e-5)
+    assert np.all(np.isfinite(gradient))
 
 
 def test_tversky_family_by_hand_and_against_keras_tversky():
@@ -131,23 +142,26 @@ def test_losses_serialize(name):
     assert type(revived) is type(segmentation_loss(name))
 
 
-def gradient_wrt_attention(loss, attention):
-    """d loss(MASK, {segmentation: LOGITS, attention}) / d attention, on the backend."""
-
-    def of(a):
-        return loss(MASK, {"segmentation": keras.ops.convert_to_tensor(LOGITS), "attention": a})
-
+def gradient_of(function, x):
+    """d function(x) / dx of a scalar function, on the backend."""
     if keras.backend.backend() == "jax":
         import jax
 
-        return np.asarray(jax.grad(of)(keras.ops.convert_to_tensor(attention)))
+        return np.asarray(jax.grad(function)(keras.ops.convert_to_tensor(x)))
     import tensorflow as tf
 
-    a = tf.convert_to_tensor(attention)
+    x = tf.convert_to_tensor(x)
     with tf.GradientTape() as tape:
-        tape.watch(a)
-        value_ = of(a)
-    return tape.gradient(value_, a).numpy()
+        tape.watch(x)
+        value_ = function(x)
+    return tape.gradient(value_, x).numpy()
+
+
+def gradient_wrt_attention(loss, attention):
+    """d loss(MASK, {segmentation: LOGITS, attention}) / d attention, on the backend."""
+    return gradient_of(
+        lambda a: loss(MASK, {"segmentation": keras.ops.convert_to_tensor(LOGITS), "attention": a}), attention
+    )
 
 
 def test_a_supervised_attention_can_be_left_out_of_the_alignment_gradient():

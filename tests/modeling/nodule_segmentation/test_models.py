@@ -41,6 +41,26 @@ def test_spatial_softmax_normalization_by_hand():
     np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
+def test_attention_modulation_pools_by_hand():
+    """A 2x2 nodule on an 8x8 map, 2x2 grid: bilinear reads only pixels 1-2 and 5-6 of each axis."""
+    features = np.full((1, 2, 2, 1), 2.0, "float32")
+    attention = np.zeros((1, 8, 8, 1), "float32")
+    attention[0, 2:4, 2:4] = 1.0  # in the first 4x4 patch, half-covering its sampled pixels 1-2
+    got = {
+        pooling: keras.ops.convert_to_numpy(AttentionModulation(0.5, pooling)([features, attention]))[0, :, :, 0]
+        for pooling in ("bilinear", "average", "max")
+    }
+    # bilinear at (1.5, 1.5): mean of pixels (1..2, 1..2) = 1/4 covered; 2 * (1 + 0.5 * 0.25)
+    np.testing.assert_allclose(got["bilinear"], [[2.25, 2.0], [2.0, 2.0]], rtol=1e-6)
+    np.testing.assert_allclose(got["average"], [[2.25, 2.0], [2.0, 2.0]], rtol=1e-6)  # 4 of 16 pixels
+    np.testing.assert_allclose(got["max"], [[3.0, 2.0], [2.0, 2.0]], rtol=1e-6)
+    attention = np.roll(attention, 1, axis=(1, 2))  # nodule at 3..4: off the sampled pixels' reach
+    shifted = AttentionModulation(0.5, "bilinear")([features, attention])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(shifted)[0, 0, 0, 0], 2.0 * (1 + 0.5 * 0.0), rtol=1e-6)
+    with pytest.raises(ValueError, match="pooling"):
+        AttentionModulation(0.5, "area")
+
+
 @pytest.mark.parametrize(
     "layer",
     [
@@ -48,6 +68,7 @@ def test_spatial_softmax_normalization_by_hand():
         SpatialSoftmaxNormalization(0.7),
         MinMaxSigmoid(),
         AttentionModulation(0.2),
+        AttentionModulation(0.2, pooling="max"),
     ],
     ids=lambda layer: type(layer).__name__,
 )
