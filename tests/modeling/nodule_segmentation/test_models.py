@@ -59,6 +59,9 @@ def test_attention_modulation_pools_by_hand():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(shifted)[0, 0, 0, 0], 2.0 * (1 + 0.5 * 0.0), rtol=1e-6)
     with pytest.raises(ValueError, match="pooling"):
         AttentionModulation(0.5, "area")
+    for build in (improved_model, lightweight_model):
+        model = build(64, backbone=None, feature_channels=8, attention_pooling="max")
+        assert model.get_layer("attention_modulation").pooling == "max"
 
 
 @pytest.mark.parametrize(

@@ -78,6 +78,7 @@ def test_flags_and_presets(capsys):
     config = train_module.parse_args(["--preset", "original", "--alpha", "0.2"])
     assert (config.img_size, config.batch_size, config.epochs, config.lr, config.alpha) == (512, 2, 150, 5e-5, 0.2)
     assert train_module.parse_args([]) == NoduleSegmentationConfig().validated()
+    assert train_module.parse_args(["--attention_pooling", "max"]).attention_pooling == "max"
     with pytest.raises(SystemExit):
         train_module.parse_args(["--img_size", "100"])
     assert "--img_size: img_size must be a positive multiple of 32" in capsys.readouterr().err
