@@ -84,6 +84,15 @@ def tiny_backbone(include_top=False, weights=None, input_shape=(32, 32, 3)):
     return keras.Model(image, x, name="tiny_backbone")
 
 
+def _run_from_repository(command, env, timeout):
+    env = {**env, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO)}
+    completed = subprocess.run(
+        [sys.executable, *command], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return completed
+
+
 def run_on_two_jax_cpu_devices(command, timeout=600):
     """Run ``[python, *command]`` from the repository under JAX with two logical CPU devices.
 
@@ -98,11 +107,26 @@ def run_on_two_jax_cpu_devices(command, timeout=600):
         # the two devices' threads meet at every all-reduce; on a loaded CI machine one can arrive
         # more than XLA's default 40 s after the other, which would end the run with a timeout
         "XLA_FLAGS": "--xla_force_host_platform_device_count=2 --xla_cpu_collective_call_terminate_timeout_seconds=600",
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": str(REPO),
     }
-    completed = subprocess.run(
-        [sys.executable, *command], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    return completed
+    return _run_from_repository(command, env, timeout)
+
+
+_TWO_TF_CPUS = (
+    "import runpy, sys; import tensorflow as tf; "
+    "tf.config.set_logical_device_configuration(tf.config.list_physical_devices('CPU')[0], "
+    "[tf.config.LogicalDeviceConfiguration()] * 2); "
+    "module = sys.argv.pop(1); runpy.run_module(module, run_name='__main__', alter_sys=True)"
+)
+
+
+def run_on_two_tensorflow_cpu_devices(module, args, timeout=600):
+    """Run ``python -m module *args`` from the repository under TensorFlow with two logical CPU devices.
+
+    Args:
+        module: e.g. ``"training.implant_dimensions.train"``.
+        args: its command-line flags.
+
+    Returns:
+        The completed process (it must have exited with 0; its output tails are the failure message).
+    """
+    return _run_from_repository(["-c", _TWO_TF_CPUS, module, *args], {"KERAS_BACKEND": "tensorflow"}, timeout)

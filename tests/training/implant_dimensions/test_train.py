@@ -9,7 +9,7 @@ import pytest
 
 from modeling.implant_dimensions import DIMENSIONS
 from modeling.losses import ScaledMeanSquaredError
-from tests.checkers import run_on_two_jax_cpu_devices
+from tests.checkers import run_on_two_jax_cpu_devices, run_on_two_tensorflow_cpu_devices
 from training.cli import ConfigError
 from training.data.tables import DataError
 from training.implant_dimensions.config import ImplantConfig
@@ -87,15 +87,18 @@ def test_bad_entries_are_skipped_and_counted_and_bad_files_named(tmp_path, phant
         train(ImplantConfig(loss="mae"))
 
 
-def test_data_parallel_on_two_logical_cpu_devices(phantom, tmp_path):
-    # the baseline (one ViT, nothing to pretrain) keeps the JAX compiles short on 2 shared cores
+@pytest.mark.parametrize("distribute", ["data_parallel", "mirrored"])
+def test_scale_out_on_two_logical_cpu_devices(phantom, tmp_path, distribute):
+    # the baseline (one ViT, nothing to pretrain) keeps the compiles short on 2 shared cores
     flags = [f"--{k}={v}" for k, v in dict(TINY, epochs=1, embeddings="none").items()]
-    command = ["-m", "training.implant_dimensions.train", *flags, f"--data_dir={phantom}"]
-    run_on_two_jax_cpu_devices(
-        [*command, f"--output_dir={tmp_path}", "--distribute=data_parallel", "--jit_compile=off"]
-    )
+    flags += [f"--data_dir={phantom}", f"--output_dir={tmp_path}", f"--distribute={distribute}"]
+    if distribute == "data_parallel":
+        run_on_two_jax_cpu_devices(["-m", "training.implant_dimensions.train", *flags, "--jit_compile=off"])
+    else:
+        run_on_two_tensorflow_cpu_devices("training.implant_dimensions.train", flags)
     results = json.loads((tmp_path / "results.json").read_text())
-    assert (results["backend"], results["distribute"], results["replicas"]) == ("jax", "data_parallel", 2)
+    backend = "jax" if distribute == "data_parallel" else "tensorflow"
+    assert (results["backend"], results["distribute"], results["replicas"]) == (backend, distribute, 2)
     log = pd.read_csv(tmp_path / "training_log.csv")
     assert len(log) == 1 and np.isfinite(log["val_avg_mae"]).all() and np.isfinite(results["test_avg_mae"])
 
