@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from modeling.losses.segmentation import per_sample_pearson
 from modeling.nodule_segmentation.models import FEATURE_STRIDE
 from training.nodule_segmentation.config import NoduleSegmentationConfig
 from training.nodule_segmentation.data import make_dataset
@@ -34,14 +35,6 @@ from training.results import write_json
 
 def _mean_pearson(masks, maps):
     return float(np.mean([pearson(m, p) for m, p in zip(masks[..., 0], np.asarray(maps)[..., 0], strict=True)]))
-
-
-def _batch_pearson(a, b):
-    a = tf.reshape(a, (a.shape[0], -1))
-    b = tf.reshape(b, (b.shape[0], -1))
-    a = a - tf.reduce_mean(a, axis=1, keepdims=True)
-    b = b - tf.reduce_mean(b, axis=1, keepdims=True)
-    return tf.reduce_sum(a * b, axis=1) / tf.sqrt(tf.reduce_sum(a * a, axis=1) * tf.reduce_sum(b * b, axis=1) + 1e-12)
 
 
 def _head_output(logits, size):
@@ -62,7 +55,7 @@ def grid_bounds(masks, grid, steps):
     @tf.function
     def step():
         with tf.GradientTape() as tape:
-            loss = -tf.reduce_mean(_batch_pearson(_head_output(logits, size), truth))
+            loss = -tf.reduce_mean(per_sample_pearson(_head_output(logits, size), truth))
         optimizer.apply_gradients([(tape.gradient(loss, logits), logits)])
 
     for _ in range(steps):

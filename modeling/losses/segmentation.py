@@ -17,6 +17,7 @@ import keras
 from keras import ops
 
 SEGMENTATION_LOSS_NAMES = ("improved", "tversky", "focal_tversky", "dice_focal", "weighted_bce", "combined_medical")
+ALIGNMENTS = ("mse", "correlation")
 _LOG_CLAMP = -100.0  # torch's binary_cross_entropy clamps log at -100
 _GRADIENT_FLOOR = 1e-12  # torch's BCE backward divides by max(x (1 - x), 1e-12)
 
@@ -42,6 +43,30 @@ def _mask(y_true, like):
 
 def _per_sample_mean(x):
     return ops.mean(ops.reshape(x, (ops.shape(x)[0], -1)), axis=-1)
+
+
+def per_sample_pearson(a, b, epsilon=1e-12):
+    """Pearson correlation of each sample's two maps ``(B, ...)``, flattened: differentiable, ``(B,)``.
+
+    The analyser's figure (`training.nodule_segmentation.evaluation.pearson`) on the backend; 0 where
+    either map is constant.
+
+    Args:
+        a, b: tensors of the same shape, batch first.
+        epsilon: added under the square root.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.array([[1.0, 2.0, 3.0]], "float32")
+    >>> [round(float(v), 4) for v in per_sample_pearson(x, -2 * x)]
+    [-1.0]
+    """
+    a = ops.reshape(a, (ops.shape(a)[0], -1))
+    b = ops.reshape(b, (ops.shape(b)[0], -1))
+    a = a - ops.mean(a, axis=-1, keepdims=True)
+    b = b - ops.mean(b, axis=-1, keepdims=True)
+    return ops.sum(a * b, axis=-1) / ops.sqrt(ops.sum(a * a, axis=-1) * ops.sum(b * b, axis=-1) + epsilon)
 
 
 def _bce_with_logits(y_true, logits):
@@ -179,7 +204,7 @@ class ImprovedCombinedLoss(_SegmentationLoss):
 
     ``seg_weight * (bce_weight * focal_or_bce + dice_weight * dice)`` on the segmentation logits,
     ``+ w(e) * attention_supervision(A, G)`` when ``supervise_attention``, ``+ alignment_weight *
-    MSE(resize(A), sigmoid(z))``. ``w(e)`` (`dynamic_attention_weight`) lives in the non-trainable
+    MSE(resize(A), sigmoid(z))`` (or ``1 - pearson(...)`` with ``alignment="correlation"``). ``w(e)`` (`dynamic_attention_weight`) lives in the non-trainable
     variable `current_attention_weight`, starting at ``attention_weight``; compile with
     ``loss=[ImprovedCombinedLoss()]`` so the loss receives every output, and pass the mask as
     the target.
@@ -187,7 +212,10 @@ class ImprovedCombinedLoss(_SegmentationLoss):
     Args:
         seg_weight, attention_weight, dice_weight, bce_weight: the original's defaults 1.0, 0.5, 0.3, 0.7.
         use_focal_loss: focal loss on the logits (`FocalLossOnLogits`) instead of plain BCE.
-        alignment_weight: weight of the attention-segmentation MSE (0.1).
+        alignment_weight: weight of the attention-segmentation alignment term (0.1).
+        alignment: ``"mse"`` (the original) or ``"correlation"``: ``1 - `` the per-sample Pearson
+            correlation of the two maps, the analyser's figure, which ignores the maps' scales (the
+            MSE also asks the segmentation to take the attention's values).
         supervise_attention: add the attention supervision term (the unsupervised models: False).
         align_supervised_attention: let the MSE's gradient reach a supervised attention map (the
             original). ``False``: the supervised map is the segmentation's fixed target, so the
@@ -217,6 +245,7 @@ class ImprovedCombinedLoss(_SegmentationLoss):
         supervise_attention=True,
         align_supervised_attention=True,
         total_epochs=150,
+        alignment="mse",
         name="improved_combined",
         reduction="sum_over_batch_size",
     ):
@@ -232,7 +261,10 @@ class ImprovedCombinedLoss(_SegmentationLoss):
             supervise_attention=supervise_attention,
             align_supervised_attention=align_supervised_attention,
             total_epochs=total_epochs,
+            alignment=alignment,
         )
+        if alignment not in ALIGNMENTS:
+            raise ValueError(f"`alignment` must be one of {ALIGNMENTS}; got {alignment!r}.")
         self.current_attention_weight = keras.Variable(
             float(attention_weight), trainable=False, dtype="float32", name="current_attention_weight"
         )
@@ -258,7 +290,10 @@ class ImprovedCombinedLoss(_SegmentationLoss):
             attention = ops.image.resize(attention, logits.shape[1:3], interpolation="bilinear", antialias=False)
         if self.supervise_attention and not self.align_supervised_attention:
             attention = ops.stop_gradient(attention)
-        terms["alignment"] = _per_sample_mean((attention - probabilities) ** 2)
+        if self.alignment == "mse":
+            terms["alignment"] = _per_sample_mean((attention - probabilities) ** 2)
+        else:
+            terms["alignment"] = 1.0 - per_sample_pearson(attention, probabilities)
         return terms
 
     def call(self, y_true, y_pred):

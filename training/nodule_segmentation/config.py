@@ -10,6 +10,7 @@ training command's flags are these fields, one to one.
 import dataclasses
 from typing import ClassVar
 
+from modeling.losses.segmentation import ALIGNMENTS
 from modeling.nodule_segmentation import check_image_size
 from modeling.nodule_segmentation.layers import POOLINGS, UPSAMPLED_CONV_MODES
 from modeling.nodule_segmentation.models import NODULE_BRANCHES
@@ -67,6 +68,7 @@ class NoduleSegmentationConfig(RunConfig):
     dice_weight: float = 0.3
     bce_weight: float = 0.7
     alignment_weight: float = 0.1
+    alignment: str = "mse"
     align_supervised_attention: bool = False
     use_focal_loss: bool = True
     # training
@@ -125,6 +127,7 @@ class NoduleSegmentationConfig(RunConfig):
             "anatomical_upsampling": UPSAMPLED_CONV_MODES,
             "nodule_branch": NODULE_BRANCHES,
             "attention_pooling": POOLINGS,
+            "alignment": ALIGNMENTS,
             "on_bad_pairs": ("raise", "skip"),
         }
         for name, allowed in choices.items():

@@ -29,6 +29,7 @@ import pandas as pd
 from callbacks import AttentionWeightSchedule
 from modeling import create_model
 from modeling.losses import ImprovedCombinedLoss
+from modeling.losses.segmentation import ALIGNMENTS
 from modeling.metrics import segmentation_metrics
 from modeling.nodule_segmentation.layers import POOLINGS
 from modeling.nodule_segmentation.models import RESNET_LAST_STAGE
@@ -91,6 +92,11 @@ def build_parser():
     loss = parser.add_argument_group("loss")
     for name in ("seg_weight", "attention_weight", "dice_weight", "bce_weight", "alignment_weight"):
         loss.add_argument(f"--{name}", type=float)
+    loss.add_argument(
+        "--alignment",
+        choices=ALIGNMENTS,
+        help="attention-segmentation alignment term: mse (the original) or 1 - Pearson correlation",
+    )
     loss.add_argument(
         "--use_focal_loss", action=argparse.BooleanOptionalAction, help="focal loss on logits instead of BCE"
     )
@@ -179,6 +185,7 @@ def build_model(config):
         bce_weight=config.bce_weight,
         use_focal_loss=config.use_focal_loss,
         alignment_weight=config.alignment_weight,
+        alignment=config.alignment,
         align_supervised_attention=config.align_supervised_attention,
         supervise_attention=config.model_type == "improved",
         total_epochs=config.epochs,

@@ -20,6 +20,7 @@ from modeling.losses.segmentation import (
 )
 from modeling.metrics.segmentation import SoftDiceScore
 from tests.checkers import run_serialization_test
+from training.nodule_segmentation.evaluation import pearson
 
 pytestmark = pytest.mark.multibackend
 
@@ -162,6 +163,20 @@ def gradient_wrt_attention(loss, attention):
     return gradient_of(
         lambda a: loss(MASK, {"segmentation": keras.ops.convert_to_tensor(LOGITS), "attention": a}), attention
     )
+
+
+def test_correlation_alignment_is_one_minus_the_analysers_pearson():
+    attention = RNG.uniform(0.01, 0.99, size=MASK.shape).astype("float32")
+    outputs = {"segmentation": LOGITS, "attention": attention}
+    terms = ImprovedCombinedLoss(alignment="correlation").terms(MASK, outputs)
+    expected = [1.0 - pearson(a, p) for a, p in zip(attention, PROB, strict=True)]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(terms["alignment"]), expected, rtol=1e-5)
+    mse = ImprovedCombinedLoss().terms(MASK, outputs)["alignment"]
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(mse), ((attention - PROB) ** 2).mean(axis=(1, 2, 3)), rtol=1e-5
+    )
+    with pytest.raises(ValueError, match="alignment"):
+        ImprovedCombinedLoss(alignment="l1")
 
 
 def test_a_supervised_attention_can_be_left_out_of_the_alignment_gradient():
