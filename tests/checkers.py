@@ -26,6 +26,21 @@ def run_serialization_test(instance):
     return revived
 
 
+def gradient_of(function, x):
+    """d function(x) / dx of a scalar function of one array, computed on the backend."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return np.asarray(jax.grad(function)(keras.ops.convert_to_tensor(x)))
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        value_ = function(x)
+    return tape.gradient(value_, x, unconnected_gradients=tf.UnconnectedGradients.ZERO).numpy()
+
+
 def run_model_saving_test(model, inputs, tmp_path):
     """Save to `.keras`, reload with `safe_mode=True`; predictions must be identical."""
     path = tmp_path / f"{model.name}.keras"

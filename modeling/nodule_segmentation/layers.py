@@ -169,6 +169,8 @@ class AttentionModulation(keras.layers.Layer):
     Args:
         alpha: strength of the modulation (original: 0.3 improved, 0.1 lightweight).
         pooling: ``"bilinear"`` (original), ``"average"`` or ``"max"``.
+        detach_attention: stop the gradient into the attention map here, so that the segmentation
+            uses a supervised map without rewriting it (the original: ``False``).
 
     Example:
 
@@ -179,16 +181,19 @@ class AttentionModulation(keras.layers.Layer):
     [1.0, 1.03125, 1.5]
     """
 
-    def __init__(self, alpha=0.3, pooling="bilinear", **kwargs):
+    def __init__(self, alpha=0.3, pooling="bilinear", detach_attention=False, **kwargs):
         super().__init__(**kwargs)
         if pooling not in POOLINGS:
             raise ValueError(f"`pooling` must be one of {POOLINGS}; got {pooling!r}.")
         self.alpha = float(alpha)
         self.pooling = pooling
+        self.detach_attention = bool(detach_attention)
 
     def call(self, inputs):
         features, attention = inputs
         attention = ops.cast(attention, features.dtype)
+        if self.detach_attention:
+            attention = ops.stop_gradient(attention)
         size = (features.shape[1], features.shape[2])
         if self.pooling == "bilinear":
             resized = _resize(attention, size)
@@ -202,4 +207,9 @@ class AttentionModulation(keras.layers.Layer):
         return input_shape[0]
 
     def get_config(self):
-        return {**super().get_config(), "alpha": self.alpha, "pooling": self.pooling}
+        return {
+            **super().get_config(),
+            "alpha": self.alpha,
+            "pooling": self.pooling,
+            "detach_attention": self.detach_attention,
+        }

@@ -160,6 +160,7 @@ def improved_model(
     weights=None,
     alpha=0.3,
     attention_pooling="bilinear",
+    detach_fused_attention=False,
     attention="supervised",
     nodule_branch_kind="fallback",
     nodule_row=None,
@@ -185,6 +186,8 @@ def improved_model(
         alpha: modulation strength (config ALPHA, 0.3).
         attention_pooling: how the attention map reaches the feature grid: ``"bilinear"`` (the
             original's point sampling), ``"average"`` or ``"max"`` (see `AttentionModulation`).
+        detach_fused_attention: the segmentation's gradient does not reach the attention map through
+            the modulation (the map then learns from its supervision and the alignment term only).
         attention: ``"supervised"`` (default) or ``"anatomical"`` (unsupervised).
         nodule_branch_kind: ``"fallback"`` (the branch every original run built) or ``"pathology"``.
         nodule_row: the "Nodule" classifier row for the pathology branch (freezes it).
@@ -215,7 +218,9 @@ def improved_model(
         attention_map = anatomical_attention(
             drr, features, "spatial_attention_", bn_momentum=bn_momentum, upsampling=anatomical_upsampling
         )
-    x = AttentionModulation(alpha, attention_pooling, name="attention_modulation")([adapted, attention_map])
+    x = AttentionModulation(alpha, attention_pooling, detach_fused_attention, name="attention_modulation")(
+        [adapted, attention_map]
+    )
     name = "segmentation_head"
     x, index = conv_bn_relu(x, name, 0, 64, 3, bn_momentum, dropout=0.2)
     for filters, scale, dropout in ((32, 2, 0.1), (16, 2, 0.0), (8, 8, 0.0)):

@@ -59,6 +59,7 @@ class NoduleSegmentationConfig(RunConfig):
     img_size: int = 128
     alpha: float | None = None
     attention_pooling: str = "bilinear"
+    detach_fused_attention: bool = False
     anatomical_upsampling: str = "exact"
     nodule_branch: str = "fallback"
     train_whole_backbone: bool = False
@@ -141,6 +142,10 @@ class NoduleSegmentationConfig(RunConfig):
             raise ConfigError("--val_fraction must be in (0, 1), --test_fraction in [0, 1), and their sum < 1")
         if config.lr_patience < 0 or config.early_stopping_patience < 0 or config.time_budget_minutes < 0:
             raise ConfigError("--lr_patience, --early_stopping_patience and --time_budget_minutes must be >= 0")
+        if config.detach_fused_attention and config.model_type != "improved":
+            raise ConfigError(
+                "--detach_fused_attention needs --model_type improved: an unsupervised map learns only there"
+            )
         config.check_scale_out()
         config.weights = None if str(config.weights).lower() == "none" else config.weights
         return config

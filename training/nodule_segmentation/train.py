@@ -82,6 +82,11 @@ def build_parser():
         choices=POOLINGS,
         help="how the attention map reaches the 1/32 feature grid (original: bilinear point sampling)",
     )
+    model.add_argument(
+        "--detach_fused_attention",
+        action=argparse.BooleanOptionalAction,
+        help="the segmentation loss does not move the attention map through the fusion (improved model)",
+    )
     model.add_argument("--anatomical_upsampling", choices=("exact", "conv_first"))
     model.add_argument("--nodule_branch", choices=("fallback", "pathology"))
     model.add_argument(
@@ -176,7 +181,11 @@ def build_model(config):
     if config.alpha is not None:
         kwargs["alpha"] = config.alpha
     if config.model_type != "lightweight":
-        kwargs.update(nodule_branch_kind=config.nodule_branch, anatomical_upsampling=config.anatomical_upsampling)
+        kwargs.update(
+            nodule_branch_kind=config.nodule_branch,
+            anatomical_upsampling=config.anatomical_upsampling,
+            detach_fused_attention=config.detach_fused_attention,
+        )
     model = create_model(f"{SYSTEM}/{config.model_type}", **kwargs)
     loss = ImprovedCombinedLoss(
         seg_weight=config.seg_weight,

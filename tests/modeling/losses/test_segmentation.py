@@ -19,7 +19,7 @@ from modeling.losses.segmentation import (
     segmentation_loss,
 )
 from modeling.metrics.segmentation import SoftDiceScore
-from tests.checkers import run_serialization_test
+from tests.checkers import gradient_of, run_serialization_test
 from training.nodule_segmentation.evaluation import pearson
 
 pytestmark = pytest.mark.multibackend
@@ -141,21 +141,6 @@ def test_soft_dice_score_pools_each_batch():
 def test_losses_serialize(name):
     revived = run_serialization_test(segmentation_loss(name))
     assert type(revived) is type(segmentation_loss(name))
-
-
-def gradient_of(function, x):
-    """d function(x) / dx of a scalar function, on the backend."""
-    if keras.backend.backend() == "jax":
-        import jax
-
-        return np.asarray(jax.grad(function)(keras.ops.convert_to_tensor(x)))
-    import tensorflow as tf
-
-    x = tf.convert_to_tensor(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        value_ = function(x)
-    return tape.gradient(value_, x).numpy()
 
 
 def gradient_wrt_attention(loss, attention):

@@ -11,7 +11,7 @@ from modeling.nodule_segmentation.layers import (
     SpatialSoftmaxNormalization,
     UpsampledConv2D,
 )
-from tests.checkers import run_serialization_test
+from tests.checkers import gradient_of, run_serialization_test
 from tests.modeling.nodule_segmentation import tiny
 
 pytestmark = pytest.mark.multibackend
@@ -64,6 +64,15 @@ def test_attention_modulation_pools_by_hand():
         assert model.get_layer("attention_modulation").pooling == "max"
 
 
+def test_a_detached_attention_gets_no_gradient_through_the_modulation():
+    features = np.full((1, 2, 2, 1), 2.0, "float32")
+    attention = np.full((1, 8, 8, 1), 0.5, "float32")
+    for detach, expected in ((False, 2.0 * 0.5 / 16), (True, 0.0)):  # d sum(f (1 + 0.5 mean A)) / dA_ij
+        layer = AttentionModulation(0.5, "average", detach_attention=detach)
+        gradient = gradient_of(lambda a, layer=layer: keras.ops.sum(layer([features, a])), attention)
+        np.testing.assert_allclose(gradient, expected, rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     "layer",
     [
@@ -71,7 +80,7 @@ def test_attention_modulation_pools_by_hand():
         SpatialSoftmaxNormalization(0.7),
         MinMaxSigmoid(),
         AttentionModulation(0.2),
-        AttentionModulation(0.2, pooling="max"),
+        AttentionModulation(0.2, pooling="max", detach_attention=True),
     ],
     ids=lambda layer: type(layer).__name__,
 )

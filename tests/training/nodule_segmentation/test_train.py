@@ -80,6 +80,9 @@ def test_flags_and_presets(capsys):
     assert train_module.parse_args([]) == NoduleSegmentationConfig().validated()
     assert train_module.parse_args(["--attention_pooling", "max"]).attention_pooling == "max"
     with pytest.raises(SystemExit):
+        train_module.parse_args(["--model_type", "lightweight", "--detach_fused_attention"])
+    assert "--detach_fused_attention needs --model_type improved" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
         train_module.parse_args(["--img_size", "100"])
     assert "--img_size: img_size must be a positive multiple of 32" in capsys.readouterr().err
 
