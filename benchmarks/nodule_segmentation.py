@@ -26,6 +26,9 @@ TARGETS = {
     "attention_segmentation_correlation": ("> 0.3", lambda v: v > 0.3),
     "attention_gt_distance_px_at_512": ("< 50", lambda v: v < 50),
 }
+# the "before" model keeps the original's fusion (the CPU preset's max pooling, alpha 1.0 and
+# detached map are for the supervised attention)
+ORIGINAL_FUSION = {"lightweight": ["--alpha", "0.1", "--attention_pooling", "bilinear"]}
 SHOWN = ("dice", "iou", "hd95", "attention_gt_correlation", "attention_min", "attention_max")
 
 
@@ -36,7 +39,8 @@ def main(argv=None):
     args, extra = parser.parse_known_args(argv)
     rows, load_before = {}, list(os.getloadavg())
     for model_type in args.models.split(","):
-        flags = ["--model_type", model_type, "--output_dir", f"{args.output_root}/{model_type}", "--overwrite", *extra]
+        flags = ["--model_type", model_type, "--output_dir", f"{args.output_root}/{model_type}", "--overwrite"]
+        flags += [*ORIGINAL_FUSION.get(model_type, []), *extra]
         results = train_module.run(flags)
         test = results.get("test") or results["val"]
         rows[model_type] = {

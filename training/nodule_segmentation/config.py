@@ -19,6 +19,9 @@ from training.config import RunConfig
 
 MODEL_TYPES = ("improved", "anatomical", "lightweight")
 ORIGINAL_PRESET = {
+    "alpha": None,  # the model's own: 0.3 improved, 0.1 lightweight
+    "attention_pooling": "bilinear",
+    "detach_fused_attention": False,
     "img_size": 512,
     "batch_size": 2,
     "epochs": 150,
@@ -57,9 +60,9 @@ class NoduleSegmentationConfig(RunConfig):
     backbone: str = "resnet50"
     weights: str | None = None
     img_size: int = 128
-    alpha: float | None = None
-    attention_pooling: str = "bilinear"
-    detach_fused_attention: bool = False
+    alpha: float | None = 1.0
+    attention_pooling: str = "max"
+    detach_fused_attention: bool = True
     anatomical_upsampling: str = "exact"
     nodule_branch: str = "fallback"
     train_whole_backbone: bool = False

@@ -85,7 +85,7 @@ def build_parser():
     model.add_argument(
         "--detach_fused_attention",
         action=argparse.BooleanOptionalAction,
-        help="the segmentation loss does not move the attention map through the fusion (improved model)",
+        help="the segmentation loss does not move the supervised attention through the fusion (improved model only)",
     )
     model.add_argument("--anatomical_upsampling", choices=("exact", "conv_first"))
     model.add_argument("--nodule_branch", choices=("fallback", "pathology"))
@@ -184,7 +184,8 @@ def build_model(config):
         kwargs.update(
             nodule_branch_kind=config.nodule_branch,
             anatomical_upsampling=config.anatomical_upsampling,
-            detach_fused_attention=config.detach_fused_attention,
+            # an unsupervised map learns only through the fusion
+            detach_fused_attention=config.detach_fused_attention and config.model_type == "improved",
         )
     model = create_model(f"{SYSTEM}/{config.model_type}", **kwargs)
     loss = ImprovedCombinedLoss(

@@ -77,11 +77,10 @@ def test_command_killed_resumes_then_evaluates_and_the_analyser_reads_its_model(
 def test_flags_and_presets(capsys):
     config = train_module.parse_args(["--preset", "original", "--alpha", "0.2"])
     assert (config.img_size, config.batch_size, config.epochs, config.lr, config.alpha) == (512, 2, 150, 5e-5, 0.2)
+    original = train_module.parse_args(["--preset", "original"])
+    assert (original.alpha, original.attention_pooling, original.detach_fused_attention) == (None, "bilinear", False)
     assert train_module.parse_args([]) == NoduleSegmentationConfig().validated()
     assert train_module.parse_args(["--attention_pooling", "max"]).attention_pooling == "max"
-    with pytest.raises(SystemExit):
-        train_module.parse_args(["--model_type", "lightweight", "--detach_fused_attention"])
-    assert "--detach_fused_attention needs --model_type improved" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         train_module.parse_args(["--img_size", "100"])
     assert "--img_size: img_size must be a positive multiple of 32" in capsys.readouterr().err
