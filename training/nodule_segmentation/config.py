@@ -1,8 +1,9 @@
 """The settings of one nodule-segmentation training run, as a typed object: what `train` takes.
 
 `NoduleSegmentationConfig()` is the CPU preset: embedded synthetic DRRs at 128 px (a 4x4 ResNet grid),
-batch 4, base LR 1e-3, the supervised attention left out of the alignment gradient, training stopped
-after 8 minutes so the whole run fits in 10 on 2 cores. ``from_preset("original")`` restores
+batch 4, base LR 1e-3, the supervised attention left out of the alignment gradient and of the
+segmentation's (max-pooled onto the grid, alpha 1.0), training stopped after 8 minutes so the whole
+run fits in 10 on 2 cores. ``from_preset("original")`` restores
 ``IMPROVED_CONFIG`` of the original (512 px, batch 2, 150 epochs, base LR 5e-5, its loss). The
 training command's flags are these fields, one to one.
 """
@@ -145,10 +146,6 @@ class NoduleSegmentationConfig(RunConfig):
             raise ConfigError("--val_fraction must be in (0, 1), --test_fraction in [0, 1), and their sum < 1")
         if config.lr_patience < 0 or config.early_stopping_patience < 0 or config.time_budget_minutes < 0:
             raise ConfigError("--lr_patience, --early_stopping_patience and --time_budget_minutes must be >= 0")
-        if config.detach_fused_attention and config.model_type != "improved":
-            raise ConfigError(
-                "--detach_fused_attention needs --model_type improved: an unsupervised map learns only there"
-            )
         config.check_scale_out()
         config.weights = None if str(config.weights).lower() == "none" else config.weights
         return config
