@@ -3,7 +3,8 @@
 ``python benchmarks/nodule_segmentation.py [--models improved,lightweight] [train flags]``
 
 Trains each model with the CPU preset (same data, split, image size and time budget; extra
-``train-nodule-segmentation`` flags apply to all) and reports its wall time, test Dice and the
+``train-nodule-segmentation`` flags apply to all; the lightweight "before" model keeps the original's
+fusion, ``ORIGINAL_FUSION``) and reports its wall time, test Dice and the
 analyser's alignment figures next to the seed's targets: attention-GT overlap > 0.6,
 segmentation-GT overlap > 0.4, attention-segmentation correlation > 0.3 and attention-GT distance
 < 50 px at 512 px scale. Writes ``benchmarks/results/nodule_segmentation.json`` and prints a
@@ -44,6 +45,7 @@ def main(argv=None):
         results = train_module.run(flags)
         test = results.get("test") or results["val"]
         rows[model_type] = {
+            "model_flags": ORIGINAL_FUSION.get(model_type, []),
             "wall_seconds": results["wall_seconds"],
             "epochs_trained": results["epochs_trained"],
             **{key: test.get(key) for key in (*TARGETS, *SHOWN)},

@@ -100,7 +100,8 @@ def tiny_backbone(include_top=False, weights=None, input_shape=(32, 32, 3)):
 
 
 def _run_from_repository(command, env, timeout):
-    env = {**env, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO)}
+    # CPU devices only: on a GPU host a strategy would take the GPU and find one replica
+    env = {**env, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
     completed = subprocess.run(
         [sys.executable, *command], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )

@@ -23,11 +23,12 @@ _GRADIENT_FLOOR = 1e-12  # torch's BCE backward divides by max(x (1 - x), 1e-12)
 
 
 def _clamped_log(x):
-    """``max(log(x), -100)`` as torch's BCE computes it, with the gradient ``1 / max(x, 1e-12)``.
+    """``max(log(x), -100)`` as torch's BCE computes it, with a finite gradient: ``1 / x`` above 1e-12, 0 below.
 
     Differentiating the clamp itself gives ``0 * inf = NaN`` wherever a probability reaches exactly
-    0 (or 1, for ``log(1 - x)``), which a saturated sigmoid does in float32; torch's BCE keeps its
-    gradient finite the same way.
+    0 (or 1, for ``log(1 - x)``), which a saturated sigmoid does in float32. Torch's BCE backward,
+    ``(x - y) / max(x (1 - x), 1e-12)``, differs only at such exactly saturated values, where the
+    sigmoid passes no gradient to its logit anyway.
     """
     floored = ops.maximum(x, _GRADIENT_FLOOR)
     return ops.log(floored) + ops.stop_gradient(ops.maximum(ops.log(x), _LOG_CLAMP) - ops.log(floored))

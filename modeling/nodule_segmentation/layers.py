@@ -156,6 +156,18 @@ class MinMaxSigmoid(keras.layers.Layer):
 POOLINGS = ("bilinear", "average", "max")
 
 
+def _pool(images, size, pooling):
+    """Average or max over each cell of a ``size`` grid: plain pooling when the sides divide (the
+    models' case, any Keras 3), Keras' adaptive pooling otherwise (Keras >= 3.13)."""
+    (height, width), (rows, cols) = images.shape[1:3], size
+    if height % rows == 0 and width % cols == 0:
+        window = (height // rows, width // cols)
+        pool = ops.average_pool if pooling == "average" else ops.max_pool
+        return pool(images, window, strides=window, padding="valid")
+    adaptive = ops.adaptive_average_pool if pooling == "average" else ops.adaptive_max_pool
+    return adaptive(images, size)
+
+
 @keras.saving.register_keras_serializable(package="medfusion")
 class AttentionModulation(keras.layers.Layer):
     """``features * (1 + alpha * resize(attention, features' size))``, called on ``[features, attention]``.
@@ -164,7 +176,7 @@ class AttentionModulation(keras.layers.Layer):
     grid ``(B, h, w, C)`` bilinearly without antialiasing, as torch's ``F.interpolate``: each grid
     cell then reads the 2x2 pixels around one point and ignores the rest of its ``H/h x W/w`` patch
     (at 512 px and a 16x16 grid, 1,024 of 262,144 pixels), so small nodules mostly go unseen.
-    ``"average"`` and ``"max"`` pool the whole patch instead (adaptive pooling).
+    ``"average"`` and ``"max"`` pool the whole patch instead.
 
     Args:
         alpha: strength of the modulation (original: 0.3 improved, 0.1 lightweight).
@@ -197,10 +209,8 @@ class AttentionModulation(keras.layers.Layer):
         size = (features.shape[1], features.shape[2])
         if self.pooling == "bilinear":
             resized = _resize(attention, size)
-        elif self.pooling == "average":
-            resized = ops.adaptive_average_pool(attention, size)
         else:
-            resized = ops.adaptive_max_pool(attention, size)
+            resized = _pool(attention, size, self.pooling)
         return features * (1.0 + self.alpha * resized)
 
     def compute_output_shape(self, input_shape):

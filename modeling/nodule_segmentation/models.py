@@ -186,8 +186,8 @@ def improved_model(
         alpha: modulation strength (config ALPHA, 0.3).
         attention_pooling: how the attention map reaches the feature grid: ``"bilinear"`` (the
             original's point sampling), ``"average"`` or ``"max"`` (see `AttentionModulation`).
-        detach_fused_attention: the segmentation's gradient does not reach the attention map through
-            the modulation (the map then learns from its supervision and the alignment term only).
+        detach_fused_attention: the segmentation's gradient does not reach the supervised attention
+            map through the modulation (the map then learns from its own terms of the loss).
         attention: ``"supervised"`` (default) or ``"anatomical"`` (unsupervised).
         nodule_branch_kind: ``"fallback"`` (the branch every original run built) or ``"pathology"``.
         nodule_row: the "Nodule" classifier row for the pathology branch (freezes it).
@@ -206,6 +206,10 @@ def improved_model(
     """
     if attention not in ATTENTION_MODULES:
         raise ValueError(f"`attention` must be one of {ATTENTION_MODULES}; got {attention!r}.")
+    if detach_fused_attention and attention != "supervised":
+        raise ValueError(
+            "`detach_fused_attention` needs the supervised attention: an unsupervised map learns through the fusion."
+        )
     inputs, features, drr = _inputs(img_size, backbone, weights, trainable_stage, feature_channels)
     nodule_features = nodule_branch(features, nodule_branch_kind, bn_momentum, nodule_row)
     x, index = conv_bn_relu(features, "nodule_adaptation", 0, 256, 3, bn_momentum, dropout=0.2)

@@ -146,6 +146,8 @@ class NoduleSegmentationConfig(RunConfig):
             raise ConfigError("--val_fraction must be in (0, 1), --test_fraction in [0, 1), and their sum < 1")
         if config.lr_patience < 0 or config.early_stopping_patience < 0 or config.time_budget_minutes < 0:
             raise ConfigError("--lr_patience, --early_stopping_patience and --time_budget_minutes must be >= 0")
+        # only a supervised map can be detached: an unsupervised one learns through the fusion
+        config.detach_fused_attention = config.detach_fused_attention and config.model_type == "improved"
         config.check_scale_out()
         config.weights = None if str(config.weights).lower() == "none" else config.weights
         return config

@@ -75,7 +75,7 @@ def build_parser():
     model.add_argument("--weights", help="backbone weights: none, imagenet or a local file")
     model.add_argument("--img_size", type=int, help="square model size, a multiple of 32")
     model.add_argument(
-        "--alpha", type=float, help="attention modulation strength (default: 0.3 improved, 0.1 lightweight)"
+        "--alpha", type=float, help="attention modulation strength (original: 0.3 improved, 0.1 lightweight)"
     )
     model.add_argument(
         "--attention_pooling",
@@ -184,8 +184,7 @@ def build_model(config):
         kwargs.update(
             nodule_branch_kind=config.nodule_branch,
             anatomical_upsampling=config.anatomical_upsampling,
-            # an unsupervised map learns only through the fusion
-            detach_fused_attention=config.detach_fused_attention and config.model_type == "improved",
+            detach_fused_attention=config.detach_fused_attention,
         )
     model = create_model(f"{SYSTEM}/{config.model_type}", **kwargs)
     loss = ImprovedCombinedLoss(

@@ -57,11 +57,17 @@ def test_attention_modulation_pools_by_hand():
     attention = np.roll(attention, 1, axis=(1, 2))  # nodule at 3..4: off the sampled pixels' reach
     shifted = AttentionModulation(0.5, "bilinear")([features, attention])
     np.testing.assert_allclose(keras.ops.convert_to_numpy(shifted)[0, 0, 0, 0], 2.0 * (1 + 0.5 * 0.0), rtol=1e-6)
+    one_cell = AttentionModulation(0.5, "max")([features[:, :1, :1], attention])  # a 32 px model's 1x1 grid
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(one_cell).ravel(), [3.0], rtol=1e-6)
     with pytest.raises(ValueError, match="pooling"):
         AttentionModulation(0.5, "area")
     for build in (improved_model, lightweight_model):
         model = build(64, backbone=None, feature_channels=8, attention_pooling="max")
         assert model.get_layer("attention_modulation").pooling == "max"
+    detached = improved_model(64, backbone=None, feature_channels=8, detach_fused_attention=True)
+    assert detached.get_layer("attention_modulation").detach_attention
+    with pytest.raises(ValueError, match="supervised attention"):
+        improved_model(64, backbone=None, feature_channels=8, attention="anatomical", detach_fused_attention=True)
 
 
 def test_a_detached_attention_gets_no_gradient_through_the_modulation():

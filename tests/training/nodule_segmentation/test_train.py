@@ -79,8 +79,12 @@ def test_flags_and_presets(capsys):
     assert (config.img_size, config.batch_size, config.epochs, config.lr, config.alpha) == (512, 2, 150, 5e-5, 0.2)
     original = train_module.parse_args(["--preset", "original"])
     assert (original.alpha, original.attention_pooling, original.detach_fused_attention) == (None, "bilinear", False)
-    # the preset's detached map applies to the supervised attention; the unsupervised models accept it
-    assert train_module.parse_args(["--model_type", "lightweight"]).detach_fused_attention
+    # the preset's detached map applies to the supervised attention only
+    assert train_module.parse_args([]).detach_fused_attention
+    assert not train_module.parse_args(["--model_type", "lightweight"]).detach_fused_attention
+    assert not train_module.parse_args(
+        ["--model_type", "anatomical", "--detach_fused_attention"]
+    ).detach_fused_attention
     assert train_module.parse_args([]) == NoduleSegmentationConfig().validated()
     assert train_module.parse_args(["--attention_pooling", "max"]).attention_pooling == "max"
     with pytest.raises(SystemExit):
