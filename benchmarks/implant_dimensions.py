@@ -7,10 +7,12 @@ company embedding only, dual embeddings with the dual, hierarchical and no atten
 baseline and the default model with the original's loss (MSE in mm; the CPU preset scales each
 target by its standard deviation). Test MAE per target next to two references computed from the
 labels (the training mean; each implant model's training median, i.e. knowing the model exactly) and
-the error floor of the phantom's label noise; the margin of the dual model (triple attention, the
-default) over the no-embedding baseline for the preset's seed and, with the same pretrained
-embedding models, for ``--extra_seeds`` (default 7 8: those two regressors again); the machine and
-its load average.
+two from the generator (the size in pixels read exactly, without the implant's identity; the error
+floor of the label noise); the margin of the dual model (triple attention, the default) over the
+no-embedding baseline, on validation and test, for the preset's seed and, with the same pretrained
+embedding models, for ``--extra_seeds`` (default 7 8: those two regressors again) and for
+``--long_epochs`` regressor epochs (default 30: those two again, seed 42); the machine and its load
+average.
 Writes ``benchmarks/results/implant_dimensions.json``. Not a test: it takes minutes.
 """
 
@@ -25,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from training.implant_dimensions.config import ImplantConfig
-from training.implant_dimensions.phantom import error_floor
+from training.implant_dimensions.phantom import references
 from training.implant_dimensions.train import train
 from training.results import write_json
 
@@ -54,11 +56,21 @@ def label_references(data_dir):
     }
 
 
+def margin(rows, dual_name, baseline_name, split, seed=None):
+    """Baseline MAE minus dual MAE per target on ``split`` (of ``seed``'s rows, or the only ones named so)."""
+    by_name = {row["model"]: row for row in rows if seed is None or row["seed"] == seed}
+    dual, baseline = by_name[dual_name], by_name[baseline_name]
+    return {t: baseline[f"{split}_{t}_mae"] - dual[f"{split}_{t}_mae"] for t in TARGETS}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, help="regressor epochs (default: the CPU preset's)")
     parser.add_argument(
         "--extra_seeds", type=int, nargs="*", default=[7, 8], help="seeds of extra baseline and default runs"
+    )
+    parser.add_argument(
+        "--long_epochs", type=int, default=30, help="the baseline and the default again, this long (0: not)"
     )
     parser.add_argument("--output_dir", default="runs/benchmark_implant_dimensions")
     parser.add_argument("--output", default=str(RESULTS))
@@ -69,12 +81,15 @@ def main(argv=None):
     preset_seed, data_dir = preset.seed, Path(preset.data_dir)
     plan = [(name, overrides, preset_seed) for name, overrides in RUNS]
     plan += [(name, overrides, seed) for seed in args.extra_seeds for name, overrides in RUNS[:2]]
+    long = args.long_epochs
+    if long:  # unfreezing at the preset's 30 % / 60 % of the epochs
+        schedule = {"epochs": long, "unfreeze_epoch": round(0.3 * long), "full_unfreeze_epoch": round(0.6 * long)}
+        plan += [(f"{name}, {long} epochs", {**overrides, **schedule}, preset_seed) for name, overrides in RUNS[:2]]
     rows, pretrained = [], {}
     for index, (name, overrides, seed) in enumerate(plan):
         folder = Path(args.output_dir) / f"run_{index}"
-        config = ImplantConfig.from_preset(
-            "cpu", output_dir=str(folder), overwrite=True, seed=seed, **common, **pretrained, **overrides
-        )
+        settings = {**common, **pretrained, **overrides}
+        config = ImplantConfig.from_preset("cpu", output_dir=str(folder), overwrite=True, seed=seed, **settings)
         results = train(config)
         if index == 0:  # the later runs start from the default command's pretrained embedding models
             pretrained = {
@@ -90,20 +105,29 @@ def main(argv=None):
                 "wall_seconds": results["wall_seconds"],
             }
         )
-    floor = error_floor(data_dir / "test.json")
-    references = label_references(data_dir)
-    margins = {}  # seed -> baseline MAE - default dual MAE, per target (positive: the dual is better)
-    for seed in (preset_seed, *args.extra_seeds):
-        by_name = {row["model"]: row for row in rows if row["seed"] == seed}
-        dual, baseline = by_name[RUNS[0][0]], by_name[RUNS[1][0]]
-        margins[str(seed)] = {t: baseline[f"test_{t}_mae"] - dual[f"test_{t}_mae"] for t in TARGETS}
+    generator = references(data_dir / "test.json")
+    labels = label_references(data_dir)
+    # baseline MAE - default dual MAE per split and target (positive: the dual is better)
+    margins, long_margin = {}, {}
+    for split in ("val", "test"):
+        margins[split] = {
+            str(seed): margin(rows, RUNS[0][0], RUNS[1][0], split, seed) for seed in (preset_seed, *args.extra_seeds)
+        }
+        if long:
+            long_margin[split] = margin(rows, f"{RUNS[0][0]}, {long} epochs", f"{RUNS[1][0]}, {long} epochs", split)
     summary = {
         "rows": rows,
-        "error_floor_test": floor,
-        "label_references_test": references,
-        "margin_dual_over_baseline_mm": margins[str(preset_seed)],
+        "error_floor_test": generator["error_floor"],
+        "size_in_pixels_test": generator["size_in_pixels"],
+        "label_references_test": labels,
+        "margin_dual_over_baseline_mm": margins["test"][str(preset_seed)],
         "margin_by_seed_mm": margins,
-        "mean_margin_mm": {t: float(np.mean([m[t] for m in margins.values()])) for t in TARGETS},
+        "margin_long_epochs_mm": long_margin,
+        "long_epochs": long,
+        "mean_margin_mm": {
+            split: {t: float(np.mean([m[t] for m in by_seed.values()])) for t in TARGETS}
+            for split, by_seed in margins.items()
+        },
         "default_command": default,
         "epochs": args.epochs or preset.epochs,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
@@ -113,15 +137,18 @@ def main(argv=None):
     }
     write_json(args.output, summary)
     print("| model | seed | length MAE (mm) | diameter MAE (mm) |\n|---|---|---|---|")
-    mean, median = references["training mean"], references["model median"]
+    mean, median = labels["training mean"], labels["model median"]
+    floor, pixels = generator["error_floor"], generator["size_in_pixels"]
     print(f"| Predicting the training mean | - | {mean['length']:.2f} | {mean['diameter']:.2f} |")
     for row in rows:
         print(f"| {row['model']} | {row['seed']} | {row['test_length_mae']:.2f} | {row['test_diameter_mae']:.2f} |")
     print(
         f"| Knowing the implant model (its training median) | - | {median['length']:.2f} | {median['diameter']:.2f} |"
     )
+    print(f"| Reading the size in pixels exactly | - | {pixels['length']:.2f} | {pixels['diameter']:.2f} |")
     print(f"| Error floor (label noise) | - | {floor['length']:.2f} | {floor['diameter']:.2f} |")
-    print("Margin of the default dual model over the baseline (mm), by seed:", margins)
+    print("Margin of the default dual model over the baseline (mm), by split and seed:", margins)
+    print(f"The same at {long} epochs (seed {preset_seed}):", long_margin)
     print(f"Machine: {summary['machine']}; load {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}; {args.output}")
 
 

@@ -68,7 +68,7 @@ class ImplantConfig(RunConfig):
     company_embed_dim: int = 256
     model_embed_dim: int = 256
     epochs: int = 20
-    pretrain_epochs: int = 20
+    pretrain_epochs: int = 40
     pretrain_lr: float = 1e-3
     # True: the reference's strong augmentation in pretraining; False: the shuffled training images
     # get the validation transform.

@@ -1,23 +1,32 @@
 """Deterministic synthetic dental-implant radiographs in the original's JSON + image layout.
 
-Each company has design traits (thread pitch, apex shape, collar height); each of its models has
-its own taper and thread depth and a catalogue of lengths and diameters. An image shows one
-implant at its catalogue size, magnified by a nuisance factor (0.95-1.05) and rotated (+-8 deg)
-over a bone-like background; its labels are the catalogue size plus measurement noise (sd 0.1 mm).
-The files are ``<root>/<sanitised company>/<name>.png`` and ``<root>/{train,val,test}.json``; some
-entries carry absolute container paths, as the original's JSON files do, so the loader's remapping
-is exercised.
+As on real radiographs, the size in pixels does not give the size in mm: every image has its own
+magnification (0.8-1.25, from the source, object and detector distances). What does survive it is
+the implant's design, and the design fixes the catalogue:
 
-Error floor: a model cannot beat the label noise, E|N(0, 0.1)| = 0.08 mm per target (the
-magnification leaves the catalogue value recoverable from the design); `error_floor` reports
-it measured on the generated labels.
+* each company has its traits: thread pitch (mm), apex shape (its own), collar height (mm);
+* each of its models has its own taper and thread depth, and a catalogue of three neighbouring
+  lengths and two neighbouring diameters (models cover different parts of the size range).
+
+So the size follows from *which* implant it is (the catalogue window) and from what is
+magnification-free in the image (the proportions; the thread pitch in pixels against the
+company's pitch in mm). Labels are the catalogue size plus measurement noise (sd 0.1 mm). Every
+image is rotated (+-8 deg) over a bone-like background. The files are
+``<root>/<sanitised company>/<name>.png`` and ``<root>/{train,val,test}.json``; some entries carry
+absolute container paths, as the original's JSON files do, so the loader's remapping is exercised.
+Each entry also keeps what generated it (``catalogue_length``, ``catalogue_diameter``,
+``magnification``), which the loader ignores; ``phantom.json`` records the generator's settings.
+
+References (`references`): the error floor is the label noise, E|N(0, 0.1)| = 0.08 mm per target
+(predicting the catalogue size exactly); reading the size in pixels, i.e. the catalogue size times
+the image's magnification over its mean, leaves about 0.1 of the size.
 
 Example:
 
 >>> import tempfile
 >>> root = make_phantom(tempfile.mkdtemp(), n_train=4, n_val=2, n_test=2, image_size=64)
 >>> sorted(p.name for p in root.glob("*.json"))
-['test.json', 'train.json', 'val.json']
+['phantom.json', 'test.json', 'train.json', 'val.json']
 """
 
 import json
@@ -27,39 +36,52 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from training.data.tables import DataError
 from training.implant_dimensions.data import sanitize_company
+from training.results import write_json
 
+VERSION = 2  # 1: magnification 0.95-1.05 and catalogues drawn from the whole size range
 COMPANIES = {  # name -> (thread pitch in mm, apex shape, collar height in mm)
-    "Nobel Biocare": (0.6, "round", 0.0),
-    "Straumann": (0.8, "flat", 1.8),
-    "Zimmer Biomet": (1.0, "pointed", 0.6),
-    "Osstem": (1.25, "round", 1.2),
+    "Nobel Biocare": (0.8, "round", 0.0),
+    "Straumann": (1.0, "flat", 1.8),
+    "Zimmer Biomet": (1.25, "pointed", 0.6),
+    "Osstem": (1.5, "stepped", 1.2),
 }
 MODELS_PER_COMPANY = 3
-LENGTHS = (8.0, 10.0, 11.5, 13.0, 15.0)
-DIAMETERS = (3.3, 3.5, 4.1, 4.8, 5.0)
+TAPERS = (0.0, 0.18, 0.36)  # of the diameter, lost from the top to the apex; one per model of a company
+THREAD_DEPTHS = (0.08, 0.14, 0.2)  # of the half-width
+LENGTHS = (6.0, 7.0, 8.0, 8.5, 10.0, 11.5, 13.0, 14.0, 15.0, 16.0)
+DIAMETERS = (3.0, 3.3, 3.5, 3.75, 4.1, 4.3, 4.8, 5.0, 5.5, 6.0)
+LENGTHS_PER_MODEL, DIAMETERS_PER_MODEL = 3, 2
+MAGNIFICATION = (0.8, 1.25)
+FIELD_OF_VIEW_MM = 24.0
 LABEL_NOISE_MM = 0.1
 CONTAINER_PREFIX = "/opt/ml/input/data/training/"
 
 
 def catalogue(seed=0):
-    """``[(company, model, taper, thread_depth, lengths, diameters)]``, the same for every seed call."""
+    """``[(company, model, taper, thread_depth, lengths, diameters)]``, the same for every call with ``seed``."""
     rng = np.random.default_rng(seed)
+    count = len(COMPANIES) * MODELS_PER_COMPANY
+    # the windows' first sizes cycle through every position, shuffled, so the models cover the range evenly
+    first_lengths = rng.permutation(np.arange(count) % (len(LENGTHS) - LENGTHS_PER_MODEL + 1))
+    first_diameters = rng.permutation(np.arange(count) % (len(DIAMETERS) - DIAMETERS_PER_MODEL + 1))
     models = []
     for company in COMPANIES:
-        for index in range(MODELS_PER_COMPANY):
-            lengths = tuple(sorted(rng.choice(LENGTHS, size=3, replace=False)))
-            diameters = tuple(sorted(rng.choice(DIAMETERS, size=2, replace=False)))
-            taper, depth = float(rng.uniform(0.0, 0.35)), float(rng.uniform(0.08, 0.2))
+        designs = zip(rng.permutation(TAPERS), rng.permutation(THREAD_DEPTHS), strict=True)
+        for index, (taper, depth) in enumerate(designs):
+            first_length, first_diameter = first_lengths[len(models)], first_diameters[len(models)]
+            lengths = LENGTHS[first_length : first_length + LENGTHS_PER_MODEL]
+            diameters = DIAMETERS[first_diameter : first_diameter + DIAMETERS_PER_MODEL]
             name = f"{company.split()[0]} {chr(65 + index)}{index + 1}"
-            models.append((company, name, taper, depth, lengths, diameters))
+            models.append((company, name, float(taper), float(depth), lengths, diameters))
     return models
 
 
-def render(length, diameter, design, image_size, rng):
+def render(length, diameter, design, image_size, magnification, rng):
     """One radiograph (uint8, ``image_size`` square) of an implant of ``length`` x ``diameter`` mm."""
     pitch, apex, collar, taper, depth = design
-    scale = image_size / 20.0 * rng.uniform(0.95, 1.05)  # 20 mm field of view, magnification nuisance
+    scale = image_size / FIELD_OF_VIEW_MM * magnification  # pixels per mm
     yy, xx = np.mgrid[0:image_size, 0:image_size].astype("float32")
     noise = ndimage.gaussian_filter(rng.normal(size=(image_size, image_size)), image_size / 24)
     bone = 90 + 25 * noise / (noise.std() + 1e-6) + 30 * yy / image_size
@@ -69,7 +91,8 @@ def render(length, diameter, design, image_size, rng):
     threads = (yy - top) / scale > collar
     half = half * (1 + depth * threads * np.sin(2 * np.pi * (yy - top) / (pitch * scale)))
     tip = np.clip((1 - rel) * length / 1.5, 0, 1)  # the last 1.5 mm
-    half = half * {"round": np.sqrt(tip), "flat": np.minimum(1.0, 4 * tip), "pointed": tip}[apex]
+    apexes = {"round": np.sqrt(tip), "flat": np.minimum(1.0, 4 * tip), "pointed": tip, "stepped": 0.6 + 0.4 * (tip >= 1)}
+    half = half * apexes[apex]
     inside = (yy >= top) & (yy <= top + length * scale) & (np.abs(xx - image_size / 2) <= half)
     image = np.where(inside, 225.0, bone)
     image = ndimage.rotate(image, rng.uniform(-8, 8), reshape=False, order=1, mode="nearest")
@@ -78,9 +101,23 @@ def render(length, diameter, design, image_size, rng):
 
 
 def make_phantom(root, n_train=1200, n_val=80, n_test=80, image_size=96, seed=0):
-    """Write the dataset under ``root`` (skipped if ``root/train.json`` exists); returns ``root``."""
+    """Write the dataset under ``root`` and return ``root``.
+
+    A folder this generator already wrote with the same settings is reused as it is.
+
+    Raises:
+        DataError: ``root`` holds a dataset written with other settings or by another version.
+    """
     root = Path(root)
+    settings = {"version": VERSION, "n_train": n_train, "n_val": n_val, "n_test": n_test}
+    settings.update(image_size=image_size, seed=seed)
     if (root / "train.json").exists():
+        written = json.loads((root / "phantom.json").read_text()) if (root / "phantom.json").exists() else {}
+        if written != settings:
+            raise DataError(
+                f"{root} holds an unfinished implant phantom or one written with other settings "
+                f"({written or 'no phantom.json'}, not {settings}): delete it or choose another --data_dir."
+            )
         return root
     rng = np.random.default_rng(seed)
     models = catalogue()
@@ -89,8 +126,9 @@ def make_phantom(root, n_train=1200, n_val=80, n_test=80, image_size=96, seed=0)
         for index in range(count):
             company, name, taper, depth, lengths, diameters = models[rng.integers(len(models))]
             length, diameter = float(rng.choice(lengths)), float(rng.choice(diameters))
-            pitch, apex, collar = COMPANIES[company]
-            pixels = render(length, diameter, (pitch, apex, collar, taper, depth), image_size, rng)
+            magnification = float(rng.uniform(*MAGNIFICATION))
+            design = (*COMPANIES[company], taper, depth)
+            pixels = render(length, diameter, design, image_size, magnification, rng)
             folder = root / sanitize_company(company)
             folder.mkdir(parents=True, exist_ok=True)
             file_name = f"{split}_{index:04d}.png"
@@ -105,16 +143,28 @@ def make_phantom(root, n_train=1200, n_val=80, n_test=80, image_size=96, seed=0)
                     "diameter": round(diameter + float(rng.normal(0, LABEL_NOISE_MM)), 2),
                     "catalogue_length": length,
                     "catalogue_diameter": diameter,
+                    "magnification": round(magnification, 4),
                 }
             )
         (root / f"{split}.json").write_text(json.dumps(entries, indent=1))
+    write_json(root / "phantom.json", settings)
     return root
 
 
-def error_floor(json_path):
-    """MAE (mm) of predicting each entry's catalogue size exactly: what the label noise leaves."""
+def references(json_path):
+    """MAE (mm) per target of two answers that know what generated each entry of ``json_path``.
+
+    ``error_floor``: the catalogue size itself (what the label noise leaves).
+    ``size_in_pixels``: the catalogue size times the entry's magnification over the mean
+    magnification (what the apparent size alone gives, without knowing the implant).
+    """
     entries = json.loads(Path(json_path).read_text())
+    mean_magnification = float(np.mean(MAGNIFICATION))
+    answers = {
+        "error_floor": lambda e, t: e[f"catalogue_{t}"],
+        "size_in_pixels": lambda e, t: e[f"catalogue_{t}"] * e["magnification"] / mean_magnification,
+    }
     return {
-        target: float(np.mean([abs(e[target] - e[f"catalogue_{target}"]) for e in entries]))
-        for target in ("length", "diameter")
+        name: {t: float(np.mean([abs(e[t] - answer(e, t)) for e in entries])) for t in ("length", "diameter")}
+        for name, answer in answers.items()
     }
