@@ -11,8 +11,8 @@ two from the generator (the size in pixels read exactly, without the implant's i
 floor of the label noise); the margin of the dual model (triple attention, the default) over the
 no-embedding baseline, on validation and test, for the preset's seed and, with the same pretrained
 embedding models, for ``--extra_seeds`` (default 7 8: those two regressors again) and for
-``--long_epochs`` regressor epochs (default 30: those two again, seed 42); the machine and its load
-average.
+``--long_epochs`` regressor epochs (default 30: those two again, the preset's seed); the machine and
+its load average.
 Writes ``benchmarks/results/implant_dimensions.json``. Not a test: it takes minutes.
 """
 
@@ -82,8 +82,10 @@ def main(argv=None):
     plan = [(name, overrides, preset_seed) for name, overrides in RUNS]
     plan += [(name, overrides, seed) for seed in args.extra_seeds for name, overrides in RUNS[:2]]
     long = args.long_epochs
-    if long:  # unfreezing at the preset's 30 % / 60 % of the epochs
-        schedule = {"epochs": long, "unfreeze_epoch": round(0.3 * long), "full_unfreeze_epoch": round(0.6 * long)}
+    if long:  # unfreezing at the same fractions of the epochs as the preset
+        schedule = {"epochs": long}
+        for name in ("unfreeze_epoch", "full_unfreeze_epoch"):
+            schedule[name] = max(1, round(getattr(preset, name) / preset.epochs * long))
         plan += [(f"{name}, {long} epochs", {**overrides, **schedule}, preset_seed) for name, overrides in RUNS[:2]]
     rows, pretrained = [], {}
     for index, (name, overrides, seed) in enumerate(plan):
@@ -148,7 +150,8 @@ def main(argv=None):
     print(f"| Reading the size in pixels exactly | - | {pixels['length']:.2f} | {pixels['diameter']:.2f} |")
     print(f"| Error floor (label noise) | - | {floor['length']:.2f} | {floor['diameter']:.2f} |")
     print("Margin of the default dual model over the baseline (mm), by split and seed:", margins)
-    print(f"The same at {long} epochs (seed {preset_seed}):", long_margin)
+    if long:
+        print(f"The same at {long} epochs (seed {preset_seed}):", long_margin)
     print(f"Machine: {summary['machine']}; load {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}; {args.output}")
 
 

@@ -1,4 +1,4 @@
-"""Why the CPU preset's embedding pretraining stays at chance: company-classifier probes.
+"""Company-classifier probes: why the CPU preset's embedding pretraining stayed at chance (version-1 phantom).
 
 Each probe trains one company classifier on the embedded implant data (a phantom of ``--n_train``
 training images at 96 px, 80 validation images) and reports training and validation accuracy per

@@ -116,8 +116,8 @@ class ScaledMeanSquaredError(keras.losses.Loss):
     """Mean squared error of ``(y_true - y_pred) / scale``, one scale per target column.
 
     With each target's training standard deviation as its scale, every target weighs the same in
-    standard units; plain MSE on targets of different spread (implant length sd 2.2 mm, diameter
-    0.7 mm) lets the widest one dominate the gradient.
+    standard units; plain MSE on targets of different spread (implant length sd 2.8 mm, diameter
+    0.87 mm) lets the widest one dominate the gradient.
 
     Args:
         scale: one positive value per column of the targets (in their units).

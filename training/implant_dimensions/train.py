@@ -167,7 +167,8 @@ def pretrain(config, run, splits, vocabulary, target, dist):
     """Pretrain the ``target`` ("company" or "model") embedding classifier; returns its embedding model.
 
     Cross-entropy with unknown labels (-1) ignored, AdamW, warmup + cosine, clipnorm 1, the stronger
-    augmentation, best weights by validation accuracy; saves ``embedding_<target>.keras``.
+    augmentation, best weights by validation accuracy; saves ``embedding_<target>.keras`` and the
+    per-epoch log ``pretrain_<target>_log.csv``.
     """
     path = run.file(f"embedding_{target}.keras")
     write_json(run.file(f"vocabulary_{target}.json"), {target: vocabulary[target]})
@@ -210,7 +211,11 @@ def pretrain(config, run, splits, vocabulary, target, dist):
         validation_data=data["val"],
         epochs=config.pretrain_epochs,
         verbose=_verbosity(),
-        callbacks=[_schedule(config, config.pretrain_epochs, config.pretrain_lr), best],
+        callbacks=[
+            _schedule(config, config.pretrain_epochs, config.pretrain_lr),
+            best,
+            keras.callbacks.CSVLogger(run.file(f"pretrain_{target}_log.csv")),
+        ],
     )
     model.load_weights(best.filepath)
     embedding = model.get_layer("embedding")
@@ -324,6 +329,12 @@ def train(config):
     results = {"config": config.to_dict(), "vocabulary_sizes": {k: len(v) for k, v in vocabulary.items()}}
     results.update(dist.facts(), mixed_precision=policy)
     results["skipped"] = {name: split.report.as_dict()["skipped"] for name, split in splits.items()}
+    pretraining_logs = {target: run.file(f"pretrain_{target}_log.csv") for target in ("company", "model")}
+    results["pretraining_best_val_accuracy"] = {  # of the classifiers this run pretrained
+        target: float(np.genfromtxt(log, delimiter=",", names=True)["val_accuracy"].max())
+        for target, log in pretraining_logs.items()
+        if log.exists()
+    }
     best = keras.saving.load_model(run.file("best.keras"), safe_mode=True)
     for name in ("val", "test") if dist.is_chief else ():
         if name in splits:

@@ -53,6 +53,9 @@ def test_the_command_pretrains_unfreezes_and_reports_every_target(phantom, tmp_p
     assert len(vocabulary["company"]) == results["vocabulary_sizes"]["company"]
     for target in ("company", "model"):
         assert (tmp_path / f"embedding_{target}.keras").exists()
+        pretrain_log = pd.read_csv(tmp_path / f"pretrain_{target}_log.csv")
+        assert len(pretrain_log) == TINY["pretrain_epochs"]
+        assert results["pretraining_best_val_accuracy"][target] == pretrain_log["val_accuracy"].max()
     table = predict_main(
         [f"--model={tmp_path / 'best.keras'}", f"--json={phantom / 'test.json'}", f"--output={tmp_path / 'p.csv'}"]
     )
