@@ -9,12 +9,15 @@ from training.config import RunConfig
 
 EMBEDDINGS = ("dual", "company", "none")
 LOSSES = ("mse", "scaled_mse")
+# keras-hub's ImageNet ViTs at 224 px, patches of 16 (the original loads timm's pretrained ViTs)
+IMAGENET_VIT_PRESETS = {"base": "vit_base_patch16_224_imagenet", "large": "vit_large_patch16_224_imagenet"}
 ORIGINAL_PRESET = {  # train_dual_embeddings_regression.py and train_company_classifier_hpo.py
     "model_size": "base",
     "image_size": 224,
     "patch_size": 16,
     "vit_layers": None,
     "vit_hidden_dim": None,
+    "vit_weights": "imagenet",
     "company_embed_dim": 256,
     "model_embed_dim": 256,
     "lr": 1e-4,
@@ -65,6 +68,10 @@ class ImplantConfig(RunConfig):
     patch_size: int = 8
     vit_layers: int | None = 2
     vit_hidden_dim: int | None = 64
+    # The ViTs' starting weights: None (random), "imagenet" (keras-hub's ImageNet preset of --model_size;
+    # --preset original), or a keras-hub preset name or local preset directory. A preset sets the
+    # ViT's dimensions, so --vit_layers and --vit_hidden_dim must then be none.
+    vit_weights: str | None = None
     company_embed_dim: int = 256
     model_embed_dim: int = 256
     epochs: int = 20
@@ -113,12 +120,36 @@ class ImplantConfig(RunConfig):
             )
         if min(config.lr, config.pretrain_lr) <= 0 or config.weight_decay < 0:
             raise ConfigError("--lr and --pretrain_lr must be > 0 and --weight_decay >= 0")
+        if config.vit_weights is not None:
+            if config.vit_weights == "imagenet" and config.model_size not in IMAGENET_VIT_PRESETS:
+                raise ConfigError(
+                    f"--vit_weights imagenet: keras-hub has ImageNet ViTs for --model_size "
+                    f"{' or '.join(IMAGENET_VIT_PRESETS)}, not {config.model_size!r}; pass a preset name or "
+                    "directory, or --vit_weights none"
+                )
+            if config.vit_layers or config.vit_hidden_dim:
+                raise ConfigError(
+                    "--vit_weights sets the ViT's dimensions from its preset: pass --vit_layers none "
+                    "--vit_hidden_dim none"
+                )
         config.check_scale_out()
         return config
 
     @property
+    def vit_weights_preset(self):
+        """What `embedding_model` takes as ``weights``: None, or a keras-hub preset name or directory."""
+        if self.vit_weights == "imagenet":
+            return IMAGENET_VIT_PRESETS[self.model_size]
+        return self.vit_weights
+
+    @property
     def vit_overrides(self):
-        """`hub_backbone`-style overrides of the ViT (patch size, and depth/width for a small build)."""
+        """`hub_backbone`-style overrides of the ViT (patch size, and depth/width for a small build).
+
+        Empty with ``vit_weights``: the preset sets the dimensions.
+        """
+        if self.vit_weights is not None:
+            return {}
         overrides = {"patch_size": self.patch_size}
         if self.vit_layers:
             overrides["num_layers"] = self.vit_layers

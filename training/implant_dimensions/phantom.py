@@ -58,6 +58,7 @@ MAGNIFICATION = (0.8, 1.25)
 FIELD_OF_VIEW_MM = 24.0
 LABEL_NOISE_MM = 0.1
 CONTAINER_PREFIX = "/opt/ml/input/data/training/"
+SPLITS = ("train", "val", "test")
 
 
 def catalogue():
@@ -118,19 +119,18 @@ def make_phantom(root, n_train=1200, n_val=80, n_test=80, image_size=96, seed=0)
     root = Path(root)
     settings = {"version": VERSION, "n_train": n_train, "n_val": n_val, "n_test": n_test}
     settings.update(image_size=image_size, seed=seed)
-    splits_written = [(root / f"{split}.json").exists() for split in ("train", "val", "test")]
-    if any(splits_written):
-        written = json.loads((root / "phantom.json").read_text()) if (root / "phantom.json").exists() else {}
-        if written != settings or not all(splits_written):
+    if any((root / f"{split}.json").exists() for split in SPLITS):
+        written = finished_settings(root)
+        if written != settings:
             raise DataError(
                 f"{root} holds an unfinished implant phantom or one written with other settings "
-                f"({written or 'no phantom.json'}, not {settings}): delete it or choose another --data_dir."
+                f"({written or f'not a finished version-{VERSION} phantom'}, not {settings}): delete it or choose another --data_dir."
             )
         return root
     (root / "phantom.json").unlink(missing_ok=True)  # written last: it marks a finished folder
     rng = np.random.default_rng(seed)
     models = catalogue()
-    for split, count in (("train", n_train), ("val", n_val), ("test", n_test)):
+    for split, count in zip(SPLITS, (n_train, n_val, n_test), strict=True):
         entries = []
         for index in range(count):
             company, name, taper, depth, lengths, diameters = models[rng.integers(len(models))]
@@ -157,6 +157,15 @@ def make_phantom(root, n_train=1200, n_val=80, n_test=80, image_size=96, seed=0)
         (root / f"{split}.json").write_text(json.dumps(entries, indent=1))
     write_json(root / "phantom.json", settings)
     return root
+
+
+def finished_settings(root):
+    """The settings of the phantom this version finished in ``root`` (its ``phantom.json``), else ``{}``."""
+    root = Path(root)
+    if not (root / "phantom.json").exists() or not all((root / f"{split}.json").exists() for split in SPLITS):
+        return {}
+    written = json.loads((root / "phantom.json").read_text())
+    return written if written.get("version") == VERSION else {}
 
 
 def references(json_path):

@@ -18,6 +18,7 @@ import math
 import sys
 import time
 import typing
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -44,7 +45,7 @@ from training.cli import (
 from training.distribution import dtype_policy, mixed_precision_policy
 from training.implant_dimensions.config import ImplantConfig
 from training.implant_dimensions.data import label_indices, make_dataset, read_split, vocabularies
-from training.implant_dimensions.phantom import make_phantom
+from training.implant_dimensions.phantom import finished_settings, make_phantom
 from training.results import write_json
 from training.run_directory import RunDirectory
 
@@ -131,8 +132,8 @@ def regression_metrics(truth, predicted, targets, prefix=""):
 
 def prepare_splits(config):
     """Train, val (and test) splits; the embedded dataset when no ``--train_json`` is given."""
-    if config.train_json is None:
-        root = make_phantom(config.data_dir)
+    if config.train_json is None:  # a finished phantom of any size is used as it is
+        root = Path(config.data_dir) if finished_settings(config.data_dir) else make_phantom(config.data_dir)
         config.train_json, config.val_json, config.test_json = (
             str(root / f"{s}.json") for s in ("train", "val", "test")
         )
@@ -180,6 +181,7 @@ def pretrain(config, run, splits, vocabulary, target, dist):
         image_size=config.image_size,
         model_size=config.model_size,
         embed_dim=dim,
+        weights=config.vit_weights_preset,
         vit_overrides=config.vit_overrides,
     )
     model.compile(
@@ -246,6 +248,7 @@ def build_regressor(config, sources, statistics):
         image_size=config.image_size,
         model_size=config.model_size,
         task=config.task,
+        weights=config.vit_weights_preset,
         vit_overrides=config.vit_overrides,
         target_statistics=statistics,
     )

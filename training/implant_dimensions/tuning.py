@@ -205,6 +205,8 @@ def tune(
     unknown = sorted(set(model_sizes) - set(VIT_SIZES))
     if unknown or not model_sizes:
         raise ConfigError(f"--model_sizes must be among {sorted(VIT_SIZES)}; got {list(model_sizes)}")
+    for size in model_sizes:  # before any trial: e.g. --vit_weights imagenet has no tiny or small ViT
+        sized_config(config, size).validated()
     scale = min(1.0, config.epochs / ORIGINAL_EPOCHS) if unfreeze_scale is None else unfreeze_scale
     space = search_space(config, model_sizes, scale)
     if tuner_role() != "chief":  # the chief trains nothing; its machine may not hold the checkpoints

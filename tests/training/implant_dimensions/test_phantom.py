@@ -27,15 +27,19 @@ def test_the_generator_is_deterministic_and_reuses_only_its_own_finished_folder(
     assert len(read_split(root / "train.json").table) == 24  # the loader reads the real layout
     monkeypatch.setattr(phantom, "render", None)  # reusing a finished folder renders nothing
     assert phantom.make_phantom(again, **SIZES) == again
+    assert phantom.finished_settings(again) == dict(version=2, seed=0, **SIZES)  # what the command reuses
     refused = f"{again} holds an unfinished implant phantom or one written with other settings"
     with pytest.raises(DataError, match=f"{refused}.*delete it or choose another --data_dir"):
         phantom.make_phantom(again, **dict(SIZES, n_train=25))
     (again / "test.json").unlink()  # cut short, or partly deleted
     with pytest.raises(DataError, match=refused):
         phantom.make_phantom(again, **SIZES)
+    assert phantom.finished_settings(again) == {}
+    (again / "test.json").write_text("[]")
     (again / "phantom.json").write_text(json.dumps({"version": 1}))  # an older generator's folder
     with pytest.raises(DataError, match=refused):
         phantom.make_phantom(again, **SIZES)
+    assert phantom.finished_settings(again) == {}
 
 
 def test_each_model_has_a_window_of_neighbouring_catalogue_sizes():

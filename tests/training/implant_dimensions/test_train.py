@@ -1,5 +1,6 @@
 """End to end on a tiny embedded dataset: pretraining both embedding models, then the regressor; data parallel."""
 
+import dataclasses
 import json
 
 import keras
@@ -12,11 +13,12 @@ from modeling.losses import ScaledMeanSquaredError
 from tests.checkers import run_on_two_jax_cpu_devices, run_on_two_tensorflow_cpu_devices
 from training.cli import ConfigError
 from training.data.tables import DataError
+from training.implant_dimensions import train as train_module
 from training.implant_dimensions.config import ImplantConfig
 from training.implant_dimensions.data import read_split
 from training.implant_dimensions.phantom import make_phantom
 from training.implant_dimensions.predict import main as predict_main
-from training.implant_dimensions.train import run_command, train
+from training.implant_dimensions.train import build_regressor, run_command, train
 
 TINY = dict(
     image_size=32,
@@ -128,3 +130,39 @@ def test_training_without_augmentation_shuffles_the_validation_transform(phantom
         np.testing.assert_array_equal(plain[row], val[row])
     _, augmented = images_by_row(training=True, seed=3)
     assert max(np.abs(augmented[r] - val[r]).max() for r in val_order) > 0.5
+
+
+def test_vit_weights_come_from_keras_hub_presets(phantom, tmp_path, monkeypatch):
+    import keras_hub
+
+    original = ImplantConfig.from_preset("original").validated()
+    assert original.vit_weights_preset == "vit_base_patch16_224_imagenet" and original.vit_overrides == {}
+    large = ImplantConfig.from_preset("original", model_size="large").validated()
+    assert large.vit_weights_preset == "vit_large_patch16_224_imagenet"
+    with pytest.raises(ConfigError, match="--vit_weights imagenet: .* not 'tiny'"):
+        ImplantConfig.from_preset("original", model_size="tiny").validated()
+    with pytest.raises(ConfigError, match="pass --vit_layers none --vit_hidden_dim none"):
+        ImplantConfig(vit_weights="imagenet", model_size="base").validated()  # the CPU preset's small ViT
+    # a local preset directory: its weights arrive in the ViT the command builds
+    source = keras_hub.models.ViTBackbone(
+        image_shape=(32, 32, 3), patch_size=16, num_layers=1, num_heads=2, hidden_dim=32, mlp_dim=64
+    )
+    source.save_to_preset(tmp_path / "vit")
+    config = ImplantConfig(
+        image_size=32, vit_weights=str(tmp_path / "vit"), vit_layers=None, vit_hidden_dim=None, embeddings="none"
+    ).validated()
+    model = build_regressor(config, {}, ([10.0, 4.0], [2.0, 1.0]))
+    expected = source.get_layer("vit_patching_and_embedding").get_weights()
+    for got, want in zip(model.get_layer("patch_embedding").get_weights(), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    # and pretraining builds its classifiers from the same weights
+    seen = {}
+
+    def stop_at_the_classifier(**arguments):
+        seen.update(arguments)
+        raise InterruptedError
+
+    monkeypatch.setattr(train_module, "embedding_classifier", stop_at_the_classifier)
+    with pytest.raises(InterruptedError):
+        train(dataclasses.replace(config, embeddings="dual", data_dir=str(phantom), output_dir=str(tmp_path / "run")))
+    assert seen["weights"] == str(tmp_path / "vit") and seen["vit_overrides"] == {}

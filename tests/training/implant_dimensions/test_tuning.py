@@ -235,3 +235,9 @@ def test_checkpoints_of_another_vit_size_fail_before_training(tmp_path, checkpoi
     ):
         run_trial(fixed, trained.append, "05", {"model_size": "base"}, None, tmp_path / "trial")
     assert not trained
+
+
+def test_imagenet_vits_refuse_the_sizes_keras_hub_lacks_before_the_search(tmp_path):
+    with pytest.raises(ConfigError, match="--vit_weights imagenet: .* not 'tiny'"):
+        tune(ImplantConfig.from_preset("original"), max_trials=1, tuning_dir=tmp_path)
+    assert not any(tmp_path.iterdir())  # refused before KerasTuner wrote anything
