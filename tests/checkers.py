@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import keras
@@ -130,6 +131,8 @@ def _run_from_repository(command, env, timeout, attempts=3):
             hung.append(completed.stderr[-2000:])
             continue
         assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+        if hung:  # shown in pytest's warnings summary
+            warnings.warn(f"{command} passed after {len(hung)} hung run(s)", stacklevel=2)
         return completed
     raise AssertionError(f"{command} hung {attempts} times ({timeout} s each at most); stderr tails: {hung}")
 
