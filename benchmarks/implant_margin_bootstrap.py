@@ -26,9 +26,9 @@ from training.results import write_json
 OUTPUT = RESULTS.parent / "implant_margin_bootstrap.json"
 
 
-def absolute_errors(model_path, json_path):
-    """Per entry and target, |predicted - labelled| in mm (rows in the JSON file's order)."""
-    table = predict(keras.saving.load_model(model_path, safe_mode=True), read_images(json_path))
+def absolute_errors(model, images):
+    """Per entry and target, |predicted - labelled| in mm (rows in the order of ``images``)."""
+    table = predict(model, images)
     return np.stack([np.abs(table[f"predicted_{t}"] - table[t]).to_numpy() for t in TARGETS], axis=1)
 
 
@@ -71,13 +71,14 @@ def main(argv=None):
         pairs[f"{seed}{suffix}"] = (dual_name + suffix, baseline_name + suffix, seed)
     summary = {"pairs": {}, "resamples": args.resamples, "entries": {}}
     seed_differences = {"val": [], "test": []}
+    images = {split: read_images(data_dir / f"{split}.json") for split in ("val", "test")}
     for label, (dual, baseline, seed) in pairs.items():
         summary["pairs"][label] = {}
+        dual_model, baseline_model = (
+            keras.saving.load_model(folders[(name, seed)] / "best.keras", safe_mode=True) for name in (dual, baseline)
+        )
         for split in ("val", "test"):
-            json_path = data_dir / f"{split}.json"
-            differences = absolute_errors(folders[(baseline, seed)] / "best.keras", json_path) - absolute_errors(
-                folders[(dual, seed)] / "best.keras", json_path
-            )
+            differences = absolute_errors(baseline_model, images[split]) - absolute_errors(dual_model, images[split])
             summary["entries"][split] = len(differences)
             summary["pairs"][label][split] = margin_interval(differences, args.resamples)
             if label == str(seed):
