@@ -234,9 +234,9 @@ def main(argv=None):
 def round_orders(engines):
     """The engines' order in each round of a balanced set (a Williams design, cyclic from the first row).
 
-    With n engines there are n rounds (2n for an odd n): every engine runs once in every position,
-    and it follows every other engine equally often, so neither the position nor the measurement
-    just before favours one engine.
+    With n engines there are n rounds (2n for an odd n): every engine runs equally often in every
+    position and right after every other engine, so neither the position nor the measurement just
+    before favours one engine.
 
     Example:
 
