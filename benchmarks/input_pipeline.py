@@ -30,12 +30,12 @@ table and writes ``benchmarks/results/input_pipeline.json``.
 import argparse
 import os
 import platform
-import time
 from pathlib import Path
 
 import pandas as pd
 import tensorflow as tf
 
+from benchmarks.micro import best_of
 from training.boneage import phantom
 from training.boneage.data_sources import rsna_split_paths
 from training.boneage.pipeline import PARALLEL_CALLS, make_dataset
@@ -61,17 +61,6 @@ def phantom_table(images, source_size):
     return read_table(csv, image_dir, check_images=False)[0]
 
 
-def images_per_s(make_pass, images, repeats):
-    """Best images/s of ``repeats`` timed calls of ``make_pass`` (each one pass), after one untimed."""
-    make_pass()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        make_pass()
-        best = min(best, time.perf_counter() - start)
-    return images / best
-
-
 def stage_datasets(table, img_size, interpolation):
     """One dataset per stage of `STAGES`, each adding one step to the one before."""
     paths = tf.data.Dataset.from_tensor_slices(table["path"].astype(str).to_numpy())
@@ -79,8 +68,9 @@ def stage_datasets(table, img_size, interpolation):
     def per_file(function):
         return paths.map(function, num_parallel_calls=PARALLEL_CALLS, deterministic=True)
 
-    common = dict(img_size=img_size, batch_size=BATCH, target_mean=0.0, target_std=1.0, training=True)
-    common["interpolation"] = interpolation
+    common = dict(
+        img_size=img_size, batch_size=BATCH, target_mean=0.0, target_std=1.0, training=True, interpolation=interpolation
+    )
     first_epoch = dict(common, augmentation=ORIGINAL_AUGMENTATION)
     return {
         "read": per_file(tf.io.read_file),
@@ -124,12 +114,12 @@ def original_loader(table, img_size, seed=42):
 def measure(table, img_size, interpolation, repeats):
     """Images/s of every stage (and of the original's loader with nearest resizing)."""
     rates = {
-        stage: images_per_s(lambda dataset=dataset: sum(1 for _ in dataset), len(table), repeats)
+        stage: len(table) / best_of(lambda dataset=dataset: sum(1 for _ in dataset), repeats)
         for stage, dataset in stage_datasets(table, img_size, interpolation).items()
     }
     if interpolation == "nearest":
         iterator = original_loader(table, img_size)
-        rates["original"] = images_per_s(lambda: [iterator[i] for i in range(len(iterator))], len(table), repeats)
+        rates["original"] = len(table) / best_of(lambda: [iterator[i] for i in range(len(iterator))], repeats)
     return rates
 
 
